@@ -1,0 +1,98 @@
+/*
+ * shim.h: state shared between the C signal shim and the Go side of
+ * libckpt.so.
+ *
+ * The shim fills struct ck_state inside the trigger signal's handler, using
+ * only async-signal-safe system calls, then forks a copy-on-write snapshot
+ * child.  Go reads the struct back out of the snapshot child's memory
+ * (/proc/CHILD/mem at &ckpt_state), so a second trigger that rewrites the
+ * parent's copy can never tear the image being written.
+ *
+ * Every field has a fixed width: Go decodes this layout through cgo, and the
+ * restore stub (linker/) writes struct ck_restore_info into the restored
+ * process at the address recorded in the image.
+ */
+#ifndef CKPT_CC_SHIM_SHIM_H_
+#define CKPT_CC_SHIM_SHIM_H_
+
+#include <stdint.h>
+
+#define CK_NSIG 64
+
+/* The kernel's struct sigaction layout (arch/x86/include/uapi/asm/signal.h),
+ * which is what rt_sigaction reads and writes; glibc's differs. */
+struct ck_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+/* A resume point: the callee-saved registers, stack and return address of
+ * ck_save_point's caller.  Everything else (all other registers, FPU/AVX
+ * state, the signal mask) lives in the kernel's signal frame on the saved
+ * stack and comes back through rt_sigreturn. */
+struct ck_point {
+	uint64_t rbx;
+	uint64_t rbp;
+	uint64_t r12;
+	uint64_t r13;
+	uint64_t r14;
+	uint64_t r15;
+	uint64_t rsp;
+	uint64_t rip;
+};
+
+/* Per-thread kernel state that the signal frame does not carry. */
+struct ck_thread {
+	struct ck_point point;
+	uint64_t fs_base;
+	uint64_t robust_head;
+	uint64_t robust_len;
+	uint64_t clear_child_tid; /* glibc: &struct pthread.tid */
+	uint64_t rseq_addr;
+	uint32_t rseq_len;
+	uint32_t rseq_sig;
+	uint64_t altstack_sp;
+	uint64_t altstack_size;
+	int32_t altstack_flags;
+	int32_t tid;
+};
+
+/* What the handler captured at the last trigger. */
+struct ck_state {
+	int64_t capture_ns; /* CLOCK_MONOTONIC when the handler started */
+	uint64_t brk;
+	int32_t pid;
+	int32_t signo; /* the trigger signal */
+	struct ck_sigaction act[CK_NSIG]; /* act[i] is signal i+1 */
+	struct ck_thread thread;
+};
+
+/* Written by the restore stub into the restored process just before it
+ * jumps back into the handler: what the handler must clean up. */
+struct ck_restore_info {
+	uint64_t stub_start; /* the stub's own mapping, unmapped by the shim */
+	uint64_t stub_len;
+	int32_t pid; /* the restored process's PID */
+	uint32_t generation; /* how many restores this process has been through */
+};
+
+extern struct ck_state ckpt_state;
+extern struct ck_restore_info ckpt_restore_info;
+
+/* The pipe the handler writes a snapshot child's PID into; Go reads it. */
+extern int ckpt_wake_fd[2];
+
+/* ckpt_finish is called by Go when it is done with a snapshot: it allows the
+ * next checkpoint and, if a trigger arrived meanwhile, raises it again. */
+void ckpt_finish(void);
+
+/* ckpt_restored reports how many restores this process has been through. */
+uint32_t ckpt_restored(void);
+
+/* ck_save_point saves the caller's resume point and returns 0; a restore
+ * returns from it a second time with 1.  (point_amd64.S) */
+__attribute__((returns_twice)) int ck_save_point(struct ck_point *p);
+
+#endif /* CKPT_CC_SHIM_SHIM_H_ */

@@ -1,0 +1,338 @@
+// Package dump writes the image of a snapshot process: the copy-on-write
+// child that libckpt.so's signal handler forks.  The child is frozen for as
+// long as dump reads it, so the image is consistent while the program itself
+// keeps running.
+//
+// dump runs inside the checkpointed program, next to its threads, so it uses
+// raw system calls only (no os.File: the Go runtime's netpoller would open
+// descriptors that become part of the process).
+package dump
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// Request says what to write.
+type Request struct {
+	Child   int    // the snapshot child's PID
+	Path    string // the image's final path
+	Process image.Process
+	Threads []image.Thread
+}
+
+// Result describes a written image.
+type Result struct {
+	Size   uint64 // bytes in the image file
+	Stored uint64 // bytes of page data in it
+}
+
+// chunkPages is how many pages are read, checked and written at a time.
+const chunkPages = 256
+
+// Write writes the image of r.Child to a hidden temporary file next to
+// r.Path, syncs it and renames it into place, so r.Path only ever holds a
+// complete image and a failure leaves the previous image untouched.
+func Write(r *Request) (res Result, err error) {
+	dir, base := filepath.Split(r.Path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, r.Child))
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return res, fmt.Errorf("creating %q: %w", tmp, err)
+	}
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			unix.Unlink(tmp)
+		}
+	}()
+	im, stored, size, err := writeImage(fd, r)
+	if err != nil {
+		return res, fmt.Errorf("writing %q: %w", tmp, err)
+	}
+	_ = im
+	if err := unix.Fsync(fd); err != nil {
+		return res, fmt.Errorf("syncing %q: %w", tmp, err)
+	}
+	err = unix.Close(fd)
+	fd = -1
+	if err != nil {
+		return res, fmt.Errorf("closing %q: %w", tmp, err)
+	}
+	if err := unix.Rename(tmp, r.Path); err != nil {
+		return res, fmt.Errorf("renaming %q: %w", tmp, err)
+	}
+	if dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		unix.Fsync(dfd)
+		unix.Close(dfd)
+	}
+	return Result{Size: size, Stored: stored}, nil
+}
+
+// fdWriter is an io.WriterAt on a raw descriptor.
+type fdWriter int
+
+func (w fdWriter) WriteAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pwrite(int(w), p[done:], off+int64(done))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, errors.New("short write")
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// source reads the child's memory and page map.
+type source struct {
+	mem, pagemap int
+	entries      []byte
+	buf          []byte
+	zero         []byte
+}
+
+func writeImage(fd int, r *Request) (*image.Image, uint64, uint64, error) {
+	proc := fmt.Sprintf("/proc/%d", r.Child)
+	mapsText, err := procfs.ReadFile(proc + "/maps")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	maps, err := procfs.ParseMaps(mapsText)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	statText, err := procfs.ReadFile(proc + "/stat")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	mm, err := procfs.ParseStatMM(statText)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	im := &image.Image{Process: r.Process, Threads: r.Threads}
+	p := &im.Process
+	p.Arch, p.PageSize = image.EMX8664, image.PageSize
+	p.MM = image.MMLayout{
+		StartCode: image.Addr(mm.StartCode), EndCode: image.Addr(mm.EndCode),
+		StartData: image.Addr(mm.StartData), EndData: image.Addr(mm.EndData),
+		StartBrk: image.Addr(mm.StartBrk), StartStack: image.Addr(mm.StartStack),
+		ArgStart: image.Addr(mm.ArgStart), ArgEnd: image.Addr(mm.ArgEnd),
+		EnvStart: image.Addr(mm.EnvStart), EnvEnd: image.Addr(mm.EnvEnd),
+	}
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		p.Kernel = unix.ByteSliceToString(uts.Release[:])
+	}
+	if exe, err := readlink(proc + "/exe"); err == nil {
+		p.Exe = exe
+	}
+
+	src := &source{mem: -1, pagemap: -1, buf: make([]byte, chunkPages*image.PageSize),
+		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
+	defer src.close()
+	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, 0, 0, fmt.Errorf("opening %s/mem: %w", proc, err)
+	}
+	if src.pagemap, err = unix.Open(proc+"/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, 0, 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
+	}
+
+	w := image.NewWriter(fdWriter(fd))
+	var stored uint64
+	for _, m := range maps {
+		a, ok := areaOf(m)
+		if !ok {
+			continue
+		}
+		if !a.Kind.Special() {
+			if err := src.copyArea(w, &a, m); err != nil {
+				return nil, 0, 0, fmt.Errorf("copying %#x-%#x %s: %w", m.Start, m.End, m.Name, err)
+			}
+			stored += a.StoredBytes()
+		}
+		im.Areas = append(im.Areas, a)
+	}
+	size, err := w.Finish(im)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return im, stored, size, nil
+}
+
+func (s *source) close() {
+	if s.mem >= 0 {
+		unix.Close(s.mem)
+	}
+	if s.pagemap >= 0 {
+		unix.Close(s.pagemap)
+	}
+}
+
+// areaOf turns a maps line into an image area; false means it is not saved.
+func areaOf(m procfs.Mapping) (image.Area, bool) {
+	a := image.Area{
+		Start: image.Addr(m.Start), End: image.Addr(m.End),
+		Offset: m.Offset, Major: m.Major, Minor: m.Minor, Inode: m.Inode, Name: m.Name,
+	}
+	if m.Read {
+		a.Prot |= image.ProtRead
+	}
+	if m.Write {
+		a.Prot |= image.ProtWrite
+	}
+	if m.Exec {
+		a.Prot |= image.ProtExec
+	}
+	if m.Shared {
+		a.Flags |= image.AreaShared
+	}
+	switch m.Name {
+	case "[vsyscall]":
+		return a, false // fixed by the kernel; cannot be remapped
+	case "[vdso]":
+		a.Kind = image.KindVDSO
+	case "[vvar]":
+		a.Kind = image.KindVVAR
+	case "[vvar_vclock]":
+		a.Kind = image.KindVVARVclock
+	case "[stack]":
+		a.Kind = image.KindStack
+	case "[heap]":
+		a.Kind = image.KindHeap
+	}
+	return a, m.End <= image.MaxUserAddr
+}
+
+// copyArea stores the area's pages that hold data.  Private anonymous
+// memory that was never touched is not present and is skipped.  Pages of a
+// readable file mapping are read whether present or not, since a restore
+// maps the area anonymously.  Pages that hold only zeros are skipped too:
+// a restore maps fresh zero pages there.
+func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) error {
+	readAll := m.Inode != 0 && m.Read
+	pages := a.Pages()
+	for first := uint64(0); first < pages; first += chunkPages {
+		n := min(uint64(chunkPages), pages-first)
+		addr := uint64(a.Start) + first*image.PageSize
+		want := make([]bool, n)
+		if readAll {
+			for i := range want {
+				want[i] = true
+			}
+		} else if err := s.present(addr, want); err != nil {
+			return err
+		}
+		for i := uint64(0); i < n; {
+			if !want[i] {
+				i++
+				continue
+			}
+			j := i
+			for j < n && want[j] {
+				j++
+			}
+			if err := s.copyRange(w, a, first+i, j-i); err != nil {
+				return err
+			}
+			i = j
+		}
+	}
+	return nil
+}
+
+// present marks the pages from addr that are in memory or swap.
+func (s *source) present(addr uint64, want []bool) error {
+	e := s.entries[:len(want)*8]
+	if err := preadFull(s.pagemap, e, int64(addr/image.PageSize*8)); err != nil {
+		return fmt.Errorf("reading pagemap: %w", err)
+	}
+	for i := range want {
+		v := uint64(e[i*8]) | uint64(e[i*8+1])<<8 | uint64(e[i*8+2])<<16 | uint64(e[i*8+3])<<24 |
+			uint64(e[i*8+4])<<32 | uint64(e[i*8+5])<<40 | uint64(e[i*8+6])<<48 | uint64(e[i*8+7])<<56
+		want[i] = v&(procfs.PagePresent|procfs.PageSwapped) != 0
+	}
+	return nil
+}
+
+// copyRange reads pages [page, page+n) of the area and writes the runs of
+// them that are not all zero.
+func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error {
+	buf := s.buf[:n*image.PageSize]
+	addr := uint64(a.Start) + page*image.PageSize
+	if err := preadFull(s.mem, buf, int64(addr)); err != nil {
+		// Part of the range cannot be read (a file mapping past its
+		// end, a device): go page by page and skip what fails.
+		if n == 1 {
+			return nil
+		}
+		for i := uint64(0); i < n; i++ {
+			if err := s.copyRange(w, a, page+i, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := uint64(0); i < n; {
+		if bytes.Equal(buf[i*image.PageSize:(i+1)*image.PageSize], s.zero) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && !bytes.Equal(buf[j*image.PageSize:(j+1)*image.PageSize], s.zero) {
+			j++
+		}
+		run, err := w.WritePages(buf[i*image.PageSize : j*image.PageSize])
+		if err != nil {
+			return err
+		}
+		run.Page = page + i
+		a.Runs = append(a.Runs, run)
+		i = j
+	}
+	return nil
+}
+
+func preadFull(fd int, b []byte, off int64) error {
+	for done := 0; done < len(b); {
+		n, err := unix.Pread(fd, b[done:], off+int64(done))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("unexpected end of file")
+		}
+		done += n
+	}
+	return nil
+}
+
+func readlink(path string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlink(path, buf)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(string(buf[:n]), " (deleted)"), nil
+}

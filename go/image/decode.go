@@ -1,0 +1,317 @@
+package image
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Errors a reader returns, wrapped with details; test with errors.Is.
+var (
+	ErrBadMagic  = errors.New("bad magic (not a ckpt image)")
+	ErrVersion   = errors.New("unsupported image format version")
+	ErrTruncated = errors.New("truncated image")
+	ErrChecksum  = errors.New("checksum mismatch")
+	ErrCorrupt   = errors.New("corrupt image")
+)
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// DecodeHeader checks and decodes the header at the start of b.
+func DecodeHeader(b []byte) (*Header, error) {
+	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
+		return nil, ErrBadMagic
+	}
+	if len(b) < HeaderSize {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than the header", ErrTruncated, len(b))
+	}
+	le := binary.LittleEndian
+	if got, want := le.Uint32(b[60:]), Checksum(b[:60]); got != want {
+		return nil, fmt.Errorf("%w in the header", ErrChecksum)
+	}
+	h := &Header{
+		Version:  le.Uint32(b[8:]),
+		Flags:    le.Uint32(b[12:]),
+		MetaOff:  le.Uint64(b[16:]),
+		MetaLen:  le.Uint64(b[24:]),
+		FileSize: le.Uint64(b[32:]),
+		MetaCRC:  le.Uint32(b[40:]),
+	}
+	if h.Version != FormatVersion {
+		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, h.Version, FormatVersion)
+	}
+	if h.Flags != 0 {
+		return nil, corrupt("unknown header flags %#x", h.Flags)
+	}
+	if h.MetaOff < DataStart || h.MetaOff%PageSize != 0 || h.MetaLen > MaxMetaLen ||
+		h.FileSize != h.MetaOff+h.MetaLen {
+		return nil, corrupt("bad metadata bounds (offset %#x, length %d, size %d)", h.MetaOff, h.MetaLen, h.FileSize)
+	}
+	return h, nil
+}
+
+// Read decodes and validates the header and metadata of the image in r,
+// which is size bytes long.  Page data is checked by VerifyData.
+func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
+	hb := make([]byte, HeaderSize)
+	n, err := r.ReadAt(hb, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, err
+	}
+	h, err := DecodeHeader(hb[:n])
+	if err != nil {
+		return nil, nil, err
+	}
+	if size < 0 || uint64(size) != h.FileSize {
+		if uint64(size) < h.FileSize {
+			return nil, nil, fmt.Errorf("%w: %d bytes, the header says %d", ErrTruncated, size, h.FileSize)
+		}
+		return nil, nil, corrupt("%d bytes, the header says %d", size, h.FileSize)
+	}
+	meta := make([]byte, h.MetaLen)
+	if _, err := r.ReadAt(meta, int64(h.MetaOff)); err != nil {
+		return nil, nil, fmt.Errorf("reading metadata: %w", err)
+	}
+	if Checksum(meta) != h.MetaCRC {
+		return nil, nil, fmt.Errorf("%w in the metadata", ErrChecksum)
+	}
+	im, err := DecodeMeta(meta)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := im.Validate(h.MetaOff); err != nil {
+		return nil, nil, err
+	}
+	return im, h, nil
+}
+
+// decoder reads little-endian values from untrusted bytes.  The first
+// failure sticks; later reads return zero values.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) take(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || len(d.b)-d.off < n {
+		d.err = corrupt("metadata ends early at byte %d", d.off)
+		return nil
+	}
+	p := d.b[d.off : d.off+n]
+	d.off += n
+	return p
+}
+
+func (d *decoder) u8() uint8 {
+	if p := d.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+
+func (d *decoder) u32() uint32 {
+	if p := d.take(4); p != nil {
+		return binary.LittleEndian.Uint32(p)
+	}
+	return 0
+}
+
+func (d *decoder) u64() uint64 {
+	if p := d.take(8); p != nil {
+		return binary.LittleEndian.Uint64(p)
+	}
+	return 0
+}
+
+func (d *decoder) i32() int32 { return int32(d.u32()) }
+
+func (d *decoder) str() string {
+	n := d.u32()
+	if n > MaxString {
+		if d.err == nil {
+			d.err = corrupt("string of %d bytes at byte %d", n, d.off)
+		}
+		return ""
+	}
+	return string(d.take(int(n)))
+}
+
+// count reads a count and checks it against limit and against the bytes
+// left, each element needing at least minSize bytes, so that no allocation
+// is sized by an unchecked number.
+func (d *decoder) count(what string, limit, minSize int) int {
+	n := d.u32()
+	if d.err != nil {
+		return 0
+	}
+	if uint64(n) > uint64(limit) || uint64(n)*uint64(minSize) > uint64(len(d.b)-d.off) {
+		d.err = corrupt("%d %s at byte %d", n, what, d.off)
+		return 0
+	}
+	return int(n)
+}
+
+// DecodeMeta decodes the metadata section written by EncodeMeta.  It checks
+// only that the bytes parse; Validate checks what they say.
+func DecodeMeta(b []byte) (*Image, error) {
+	d := &decoder{b: b}
+	im := &Image{}
+	p := &im.Process
+	p.Arch = d.u32()
+	p.PageSize = d.u32()
+	p.PID = d.i32()
+	p.Signal = d.i32()
+	p.Created = int64(d.u64())
+	p.Kernel = d.str()
+	p.Exe = d.str()
+	p.Name = d.str()
+	p.Brk = Addr(d.u64())
+	for _, v := range p.MM.fields() {
+		*v = Addr(d.u64())
+	}
+	p.RestoreInfo = Addr(d.u64())
+	for i := range p.Sigactions {
+		a := &p.Sigactions[i]
+		a.Handler, a.Flags, a.Restorer, a.Mask = d.u64(), d.u64(), d.u64(), d.u64()
+	}
+	const threadSize = 4 + 8*8 + 5*8 + 4 + 4 + 8 + 8 + 4
+	im.Threads = make([]Thread, d.count("threads", MaxThreads, threadSize))
+	for i := range im.Threads {
+		t := &im.Threads[i]
+		t.TID = d.i32()
+		for _, v := range t.regs() {
+			*v = d.u64()
+		}
+		t.FSBase = Addr(d.u64())
+		t.RobustHead = Addr(d.u64())
+		t.RobustLen = d.u64()
+		t.ClearChildTID = Addr(d.u64())
+		t.RseqAddr = Addr(d.u64())
+		t.RseqLen = d.u32()
+		t.RseqSig = d.u32()
+		t.AltstackSP = Addr(d.u64())
+		t.AltstackSize = d.u64()
+		t.AltstackFlags = d.i32()
+	}
+	const areaSize = 8 + 8 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + 4 + 4
+	const runSize = 8 + 8 + 8 + 4
+	im.Areas = make([]Area, d.count("areas", MaxAreas, areaSize))
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		a.Start = Addr(d.u64())
+		a.End = Addr(d.u64())
+		a.Prot = d.u32()
+		a.Flags = d.u32()
+		a.Kind = Kind(d.u8())
+		a.Offset = d.u64()
+		a.Major = d.u32()
+		a.Minor = d.u32()
+		a.Inode = d.u64()
+		a.Name = d.str()
+		a.Runs = make([]Run, d.count("runs", MaxRunCount, runSize))
+		for j := range a.Runs {
+			r := &a.Runs[j]
+			r.Page, r.Pages, r.FileOff, r.CRC = d.u64(), d.u64(), d.u64(), d.u32()
+		}
+	}
+	if d.err == nil && d.off != len(b) {
+		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return im, nil
+}
+
+// Validate checks that the image describes something restorable: one
+// architecture, sane areas that do not overlap, and runs that lie inside
+// their area and inside the data region [DataStart, dataEnd) in file order
+// without overlapping.
+func (im *Image) Validate(dataEnd uint64) error {
+	p := &im.Process
+	if p.Arch != EMX8664 {
+		return corrupt("machine %d, not x86-64 (%d)", p.Arch, EMX8664)
+	}
+	if p.PageSize != PageSize {
+		return corrupt("page size %d, not %d", p.PageSize, PageSize)
+	}
+	if len(im.Threads) == 0 {
+		return corrupt("no threads")
+	}
+	if p.Signal < 1 || p.Signal > NSig {
+		return corrupt("trigger signal %d", p.Signal)
+	}
+	var prevEnd Addr
+	nextFile := uint64(DataStart)
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		if a.Start%PageSize != 0 || a.End%PageSize != 0 || a.Start >= a.End || a.End > MaxUserAddr {
+			return corrupt("area %d has bad bounds %#x-%#x", i, a.Start, a.End)
+		}
+		if a.Start < prevEnd {
+			return corrupt("area %d (%#x) overlaps or precedes the one before", i, a.Start)
+		}
+		prevEnd = a.End
+		if a.Kind >= kindCount {
+			return corrupt("area %d has unknown kind %d", i, a.Kind)
+		}
+		if a.Prot&^(ProtRead|ProtWrite|ProtExec) != 0 || a.Flags&^AreaShared != 0 {
+			return corrupt("area %d has unknown protection %#x or flags %#x", i, a.Prot, a.Flags)
+		}
+		if a.Kind.Special() && len(a.Runs) != 0 {
+			return corrupt("area %d (%s) carries data", i, a.Kind)
+		}
+		var nextPage uint64
+		for j, r := range a.Runs {
+			if r.Pages == 0 || r.Page < nextPage || r.Pages > a.Pages() || r.Page > a.Pages()-r.Pages {
+				return corrupt("area %d run %d covers pages %d+%d of %d", i, j, r.Page, r.Pages, a.Pages())
+			}
+			nextPage = r.Page + r.Pages
+			if r.FileOff != nextFile || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
+				return corrupt("area %d run %d has data at %#x (expected %#x, data ends at %#x)",
+					i, j, r.FileOff, nextFile, dataEnd)
+			}
+			nextFile += r.Len()
+		}
+	}
+	if nextFile != dataEnd {
+		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)
+	}
+	return nil
+}
+
+// VerifyData reads every run's pages from r and checks their CRCs.  done, if
+// not nil, is called with the number of bytes checked so far.
+func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
+	buf := make([]byte, 4<<20)
+	var total uint64
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		for j, run := range a.Runs {
+			crc := uint32(0)
+			for off := uint64(0); off < run.Len(); {
+				n := min(uint64(len(buf)), run.Len()-off)
+				if _, err := r.ReadAt(buf[:n], int64(run.FileOff+off)); err != nil {
+					return fmt.Errorf("reading area %d run %d: %w", i, j, err)
+				}
+				crc = crc32Update(crc, buf[:n])
+				off += n
+				total += n
+			}
+			if crc != run.CRC {
+				return fmt.Errorf("%w in the pages of area %#x-%#x at file offset %#x", ErrChecksum, a.Start, a.End, run.FileOff)
+			}
+			if done != nil {
+				done(total)
+			}
+		}
+	}
+	return nil
+}

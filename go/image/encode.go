@@ -1,0 +1,180 @@
+package image
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the CRC32C used everywhere in the format.
+func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// Writer writes an image: page data first, in file order, then the
+// metadata and finally the header.
+type Writer struct {
+	w   io.WriterAt
+	off uint64 // next free file offset; always page aligned
+}
+
+// NewWriter starts an image on w, which must be empty.
+func NewWriter(w io.WriterAt) *Writer { return &Writer{w: w, off: DataStart} }
+
+// WritePages appends whole pages of data and returns the Run describing
+// them, with Page left for the caller to fill in.
+func (w *Writer) WritePages(p []byte) (Run, error) {
+	if len(p) == 0 || len(p)%PageSize != 0 {
+		return Run{}, fmt.Errorf("writing pages: length %d is not a positive multiple of %d", len(p), PageSize)
+	}
+	if _, err := w.w.WriteAt(p, int64(w.off)); err != nil {
+		return Run{}, err
+	}
+	r := Run{Pages: uint64(len(p)) / PageSize, FileOff: w.off, CRC: Checksum(p)}
+	w.off += uint64(len(p))
+	return r, nil
+}
+
+// Finish writes the metadata of im and then the header.  It returns the
+// image's total size.
+func (w *Writer) Finish(im *Image) (uint64, error) {
+	meta := EncodeMeta(im)
+	if len(meta) > MaxMetaLen {
+		return 0, fmt.Errorf("writing metadata: %d bytes is over the limit of %d", len(meta), MaxMetaLen)
+	}
+	if _, err := w.w.WriteAt(meta, int64(w.off)); err != nil {
+		return 0, err
+	}
+	h := Header{Version: FormatVersion, MetaOff: w.off, MetaLen: uint64(len(meta)), MetaCRC: Checksum(meta)}
+	h.FileSize = h.MetaOff + h.MetaLen
+	if _, err := w.w.WriteAt(h.Encode(), 0); err != nil {
+		return 0, err
+	}
+	return h.FileSize, nil
+}
+
+// Header is the decoded fixed header.
+type Header struct {
+	Version  uint32
+	Flags    uint32
+	MetaOff  uint64
+	MetaLen  uint64
+	FileSize uint64
+	MetaCRC  uint32
+}
+
+// Encode renders the header as its HeaderSize bytes.
+func (h *Header) Encode() []byte {
+	b := make([]byte, HeaderSize)
+	copy(b, Magic)
+	le := binary.LittleEndian
+	le.PutUint32(b[8:], h.Version)
+	le.PutUint32(b[12:], h.Flags)
+	le.PutUint64(b[16:], h.MetaOff)
+	le.PutUint64(b[24:], h.MetaLen)
+	le.PutUint64(b[32:], h.FileSize)
+	le.PutUint32(b[40:], h.MetaCRC)
+	le.PutUint32(b[60:], Checksum(b[:60]))
+	return b
+}
+
+// encoder appends little-endian values.
+type encoder struct{ b []byte }
+
+func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *encoder) u32(v uint32) { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64) { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) i32(v int32)  { e.u32(uint32(v)) }
+func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...) }
+
+// EncodeMeta renders the metadata section.  Its layout, field by field, is
+// the order of the calls below; decodeMeta reads it in the same order.
+//
+//	Process  arch u32, pageSize u32, pid i32, signal i32, created u64,
+//	         kernel str, exe str, name str, brk u64, 10 x MMLayout u64,
+//	         restoreInfo u64, 64 x Sigaction (4 x u64)
+//	threads  count u32, then each Thread: tid i32, 8 registers u64,
+//	         fsBase, robustHead, robustLen, clearChildTID, rseqAddr u64,
+//	         rseqLen u32, rseqSig u32, altstackSP u64, altstackSize u64,
+//	         altstackFlags i32
+//	areas    count u32, then each Area: start, end u64, prot u32, flags u32,
+//	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
+//	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
+//
+// A str is a u32 length and that many bytes.
+func EncodeMeta(im *Image) []byte {
+	e := &encoder{}
+	p := &im.Process
+	e.u32(p.Arch)
+	e.u32(p.PageSize)
+	e.i32(p.PID)
+	e.i32(p.Signal)
+	e.u64(uint64(p.Created))
+	e.str(p.Kernel)
+	e.str(p.Exe)
+	e.str(p.Name)
+	e.u64(uint64(p.Brk))
+	for _, v := range p.MM.fields() {
+		e.u64(uint64(*v))
+	}
+	e.u64(uint64(p.RestoreInfo))
+	for _, a := range p.Sigactions {
+		e.u64(a.Handler)
+		e.u64(a.Flags)
+		e.u64(a.Restorer)
+		e.u64(a.Mask)
+	}
+	e.u32(uint32(len(im.Threads)))
+	for i := range im.Threads {
+		t := &im.Threads[i]
+		e.i32(t.TID)
+		for _, v := range t.regs() {
+			e.u64(*v)
+		}
+		e.u64(uint64(t.FSBase))
+		e.u64(uint64(t.RobustHead))
+		e.u64(t.RobustLen)
+		e.u64(uint64(t.ClearChildTID))
+		e.u64(uint64(t.RseqAddr))
+		e.u32(t.RseqLen)
+		e.u32(t.RseqSig)
+		e.u64(uint64(t.AltstackSP))
+		e.u64(t.AltstackSize)
+		e.i32(t.AltstackFlags)
+	}
+	e.u32(uint32(len(im.Areas)))
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		e.u64(uint64(a.Start))
+		e.u64(uint64(a.End))
+		e.u32(a.Prot)
+		e.u32(a.Flags)
+		e.u8(uint8(a.Kind))
+		e.u64(a.Offset)
+		e.u32(a.Major)
+		e.u32(a.Minor)
+		e.u64(a.Inode)
+		e.str(a.Name)
+		e.u32(uint32(len(a.Runs)))
+		for _, r := range a.Runs {
+			e.u64(r.Page)
+			e.u64(r.Pages)
+			e.u64(r.FileOff)
+			e.u32(r.CRC)
+		}
+	}
+	return e.b
+}
+
+// fields lists the layout's addresses in prctl_mm_map order (brk aside).
+func (m *MMLayout) fields() []*Addr {
+	return []*Addr{&m.StartCode, &m.EndCode, &m.StartData, &m.EndData, &m.StartBrk,
+		&m.StartStack, &m.ArgStart, &m.ArgEnd, &m.EnvStart, &m.EnvEnd}
+}
+
+func (t *Thread) regs() []*uint64 {
+	return []*uint64{&t.RBX, &t.RBP, &t.R12, &t.R13, &t.R14, &t.R15, &t.RSP, &t.RIP}
+}
+
+func crc32Update(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }

@@ -1,0 +1,175 @@
+// Package image defines the ckpt checkpoint image format: its types, an
+// encoder used by the checkpointing library and a hostile-input-safe decoder
+// used by the restarter and the inspector.
+//
+// An image is one file, little-endian throughout:
+//
+//	offset 0      header (64 bytes, zero-padded to one page)
+//	    0  magic      [8]byte  "\x89CKPT\r\n\x1a"
+//	    8  version    uint32   FormatVersion
+//	   12  flags      uint32   0 (reserved)
+//	   16  metaOff    uint64   where the metadata starts (page aligned)
+//	   24  metaLen    uint64   its length, at most MaxMetaLen
+//	   32  fileSize   uint64   metaOff+metaLen: a truncated file is refused
+//	   40  metaCRC    uint32   CRC32C of the metadata
+//	   44  reserved   [16]byte zero
+//	   60  headerCRC  uint32   CRC32C of bytes 0..59
+//	offset 4096   page data: each Run's pages, page aligned, in file order
+//	offset metaOff metadata: Process, Threads, Areas (see encode.go)
+//
+// The metadata comes last because its size is known only once every page has
+// been written; the header is written last of all, so a file that was cut
+// short never has a valid header.  Every byte is covered by a CRC32C: the
+// header by its own, the metadata by metaCRC, and each Run's pages by
+// Run.CRC.  docs/image-format.md walks through an example.
+package image
+
+// Addr is an address in the checkpointed process.  It is never a Go pointer.
+type Addr uint64
+
+// Image is everything in an image but the page data.
+type Image struct {
+	Process Process
+	Threads []Thread // Threads[0] is the thread that took the checkpoint
+	Areas   []Area   // sorted by Start, not overlapping
+}
+
+// Process is process-wide state.
+type Process struct {
+	Arch     uint32 // ELF machine, EMX8664
+	PageSize uint32
+	PID      int32
+	Created  int64  // Unix nanoseconds when the checkpoint was taken
+	Kernel   string // uname release of the checkpointing kernel
+	Exe      string // /proc/PID/exe at checkpoint time
+	Name     string // program name (used in image file names)
+	Brk      Addr
+	MM       MMLayout
+	// RestoreInfo is the address of the library's struct ck_restore_info,
+	// which the restore stub fills in.
+	RestoreInfo Addr
+	Signal      int32 // the trigger signal
+	Sigactions  [NSig]Sigaction
+}
+
+// NSig is the number of signals whose disposition is saved (1..64).
+const NSig = 64
+
+// MMLayout is the part of the kernel's mm_struct that PR_SET_MM_MAP restores
+// (field names follow struct prctl_mm_map in linux/prctl.h).
+type MMLayout struct {
+	StartCode, EndCode Addr
+	StartData, EndData Addr
+	StartBrk           Addr
+	StartStack         Addr
+	ArgStart, ArgEnd   Addr
+	EnvStart, EnvEnd   Addr
+}
+
+// Sigaction is the kernel's struct sigaction for one signal.
+type Sigaction struct {
+	Handler, Flags, Restorer, Mask uint64
+}
+
+// Thread is one thread's state outside its signal frame.
+type Thread struct {
+	TID int32
+	// The resume point: callee-saved registers, stack pointer and
+	// return address inside the library's signal handler.
+	RBX, RBP, R12, R13, R14, R15, RSP, RIP uint64
+	FSBase                                 Addr
+	RobustHead                             Addr
+	RobustLen                              uint64
+	ClearChildTID                          Addr
+	RseqAddr                               Addr
+	RseqLen, RseqSig                       uint32
+	AltstackSP                             Addr
+	AltstackSize                           uint64
+	AltstackFlags                          int32
+}
+
+// Area is one mapping of /proc/PID/maps.
+type Area struct {
+	Start, End Addr
+	Prot       uint32 // PROT_READ|PROT_WRITE|PROT_EXEC
+	Flags      uint32 // AreaShared, ...
+	Kind       Kind
+	Offset     uint64 // file offset of the mapping
+	Major      uint32
+	Minor      uint32
+	Inode      uint64
+	Name       string // path or [heap], [stack], ...
+	Runs       []Run  // stored pages; pages not covered read as zero
+}
+
+// Area flags.
+const (
+	AreaShared uint32 = 1 << iota // MAP_SHARED ("s" in maps)
+)
+
+// Kind says how an area is restored.
+type Kind uint8
+
+const (
+	KindMemory     Kind = iota // anonymous memory filled from Runs
+	KindStack                  // the main stack: like memory, but grows down
+	KindHeap                   // the brk heap
+	KindVDSO                   // [vdso]: the running kernel's is moved here
+	KindVVAR                   // [vvar]
+	KindVVARVclock             // [vvar_vclock]
+	kindCount
+)
+
+var kindNames = [...]string{"memory", "stack", "heap", "vdso", "vvar", "vvar_vclock"}
+
+func (k Kind) String() string {
+	if k < kindCount {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Special reports whether the kernel provides the area's contents (vDSO and
+// its data pages), so that a restore moves the running kernel's copy there.
+func (k Kind) Special() bool { return k == KindVDSO || k == KindVVAR || k == KindVVARVclock }
+
+// Run is a stretch of stored pages of one area.
+type Run struct {
+	Page    uint64 // first page, counted from Area.Start
+	Pages   uint64
+	FileOff uint64 // where the pages are in the image file
+	CRC     uint32 // CRC32C of the pages
+}
+
+// Len is the number of bytes the run covers.
+func (r Run) Len() uint64 { return r.Pages * PageSize }
+
+// Pages is the number of pages an area spans.
+func (a *Area) Pages() uint64 { return uint64(a.End-a.Start) / PageSize }
+
+// StoredBytes is the number of page-data bytes in the image for this area.
+func (a *Area) StoredBytes() uint64 {
+	var n uint64
+	for _, r := range a.Runs {
+		n += r.Len()
+	}
+	return n
+}
+
+// PermString renders Prot and Flags as /proc/PID/maps does ("r-xp").
+func (a *Area) PermString() string {
+	b := []byte("---p")
+	if a.Prot&ProtRead != 0 {
+		b[0] = 'r'
+	}
+	if a.Prot&ProtWrite != 0 {
+		b[1] = 'w'
+	}
+	if a.Prot&ProtExec != 0 {
+		b[2] = 'x'
+	}
+	if a.Flags&AreaShared != 0 {
+		b[3] = 's'
+	}
+	return string(b)
+}

@@ -1,0 +1,41 @@
+package image
+
+// The image's constants, in one place.  linker/ck_restore.h carries copies of
+// the ones the restore stub needs; go/restart's tests compare them.
+
+// Magic starts every image.  Like PNG's, it has a high bit and CR-LF so that
+// text-mode transfers and 7-bit channels corrupt it visibly.
+const Magic = "\x89CKPT\r\n\x1a"
+
+// FormatVersion is the image format version this code reads and writes.
+// History: 1 (2026-11): first format.
+const FormatVersion = 1
+
+const (
+	// HeaderSize is the encoded header; DataStart is where page data begins.
+	HeaderSize = 64
+	DataStart  = 4096
+
+	// PageSize is the only page size supported (x86-64).
+	PageSize = 4096
+
+	// EMX8664 is ELF's EM_X86_64, the only architecture supported.
+	EMX8664 = 62
+
+	// MaxUserAddr bounds every area: the x86-64 4-level-paging user space.
+	MaxUserAddr = 0x7ffffffff000
+
+	// Limits on untrusted counts and lengths in the metadata.
+	MaxMetaLen  = 1 << 30
+	MaxThreads  = 1 << 16
+	MaxAreas    = 1 << 20
+	MaxString   = 4096
+	MaxRunCount = 1 << 26
+)
+
+// Protection bits, as mmap's PROT_*.
+const (
+	ProtRead  = 0x1
+	ProtWrite = 0x2
+	ProtExec  = 0x4
+)

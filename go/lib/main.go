@@ -1,0 +1,137 @@
+// Command lib is the Go side of libckpt.so, built with -buildmode=c-shared
+// and linked with the C shim in cc_shim/.
+//
+// The shim's signal handler forks a snapshot child and writes its PID into a
+// pipe; a goroutine locked to its own thread waits on that pipe, writes the
+// image from the child while the program runs on, and tells the shim it is
+// done.  No Go code runs in the signal handler (the first Go callback on a C
+// thread mallocs, which deadlocks if the signal interrupted malloc).
+package main
+
+/*
+#include "cc_shim/shim.h"
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/ckpt/ckpt/go/dump"
+	"github.com/ckpt/ckpt/go/procfs"
+	"golang.org/x/sys/unix"
+)
+
+func main() {}
+
+// config is read once at load time.
+type config struct {
+	dir   string // CKPT_DIR, default "."
+	quiet bool   // CKPT_QUIET=1
+	name  string // program name for image file names
+}
+
+func init() {
+	fd := int(C.ckpt_wake_fd[0])
+	if fd < 0 {
+		return
+	}
+	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1", name: programName()}
+	if cfg.dir == "" {
+		cfg.dir = "."
+	}
+	go coordinate(fd, &cfg)
+}
+
+// programName is the base name of argv[0].
+func programName() string {
+	b, err := procfs.ReadFile("/proc/self/cmdline")
+	if err == nil {
+		if i := strings.IndexByte(string(b), 0); i > 0 {
+			b = b[:i]
+		}
+		if n := filepath.Base(string(b)); n != "." && n != "/" && n != "" {
+			return n
+		}
+	}
+	return "prog"
+}
+
+// coordinate serves checkpoint requests, one at a time, for the life of the
+// process.  It keeps its thread so that it never shares one with a goroutine
+// that the snapshot could catch half-way.
+func coordinate(fd int, cfg *config) {
+	runtime.LockOSThread()
+	var b [4]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n != len(b) {
+			logf(cfg, "ckpt: wake pipe failed (%v); checkpoints are disabled\n", err)
+			return
+		}
+		checkpoint(int(int32(binary.LittleEndian.Uint32(b[:]))), cfg)
+		C.ckpt_finish()
+	}
+}
+
+func checkpoint(child int, cfg *config) {
+	defer reap(child)
+	st, err := readState(child)
+	if err != nil {
+		logf(cfg, "ckpt: checkpoint failed: reading the captured state: %v\n", err)
+		return
+	}
+	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads}
+	req.Process.Name = cfg.name
+	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))
+	res, err := dump.Write(req)
+	if err != nil {
+		// The message names the temporary file; the previous image,
+		// if any, is untouched.
+		logf(cfg, "ckpt: checkpoint failed, previous image kept: %v\n", err)
+		return
+	}
+	var now unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	ms := float64(now.Nano()-st.captureNS) / 1e6
+	logf(cfg, "ckpt: wrote %s (%s, %.1f ms)\n", req.Path, sizeString(res.Size), ms)
+}
+
+// reap kills and collects the snapshot child.  Its exit signal is 0, so only
+// __WALL finds it; the program's own wait() never does.
+func reap(child int) {
+	unix.Kill(child, unix.SIGKILL)
+	for {
+		_, err := unix.Wait4(child, nil, unix.WALL, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+func logf(cfg *config, format string, args ...any) {
+	if cfg.quiet {
+		return
+	}
+	unix.Write(2, []byte(fmt.Sprintf(format, args...)))
+}
+
+func sizeString(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+}
+

@@ -1,0 +1,65 @@
+package main
+
+/*
+#include "cc_shim/shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/ckpt/ckpt/go/image"
+	"golang.org/x/sys/unix"
+)
+
+// captured is what the handler stored in struct ck_state, in image terms.
+type captured struct {
+	captureNS int64
+	process   image.Process
+	threads   []image.Thread
+}
+
+// readState copies struct ck_state out of the snapshot child.  The parent's
+// copy may already be changing (the program runs on); the child's is the
+// one that matches the image.
+func readState(child int) (*captured, error) {
+	var st C.struct_ck_state
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&st)), unsafe.Sizeof(st))
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/mem", child), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n, err := unix.Pread(fd, buf, int64(uintptr(unsafe.Pointer(&C.ckpt_state))))
+	if err != nil {
+		return nil, err
+	}
+	if n != len(buf) {
+		return nil, fmt.Errorf("short read of %d bytes", n)
+	}
+	c := &captured{captureNS: int64(st.capture_ns)}
+	p := &c.process
+	p.PID = int32(st.pid)
+	p.Signal = int32(st.signo)
+	p.Brk = image.Addr(st.brk)
+	p.RestoreInfo = image.Addr(uintptr(unsafe.Pointer(&C.ckpt_restore_info)))
+	for i := range p.Sigactions {
+		a := &st.act[i]
+		p.Sigactions[i] = image.Sigaction{Handler: uint64(a.handler), Flags: uint64(a.flags),
+			Restorer: uint64(a.restorer), Mask: uint64(a.mask)}
+	}
+	t := &st.thread
+	c.threads = []image.Thread{{
+		TID: int32(t.tid),
+		RBX: uint64(t.point.rbx), RBP: uint64(t.point.rbp), R12: uint64(t.point.r12),
+		R13: uint64(t.point.r13), R14: uint64(t.point.r14), R15: uint64(t.point.r15),
+		RSP: uint64(t.point.rsp), RIP: uint64(t.point.rip),
+		FSBase: image.Addr(t.fs_base), RobustHead: image.Addr(t.robust_head),
+		RobustLen: uint64(t.robust_len), ClearChildTID: image.Addr(t.clear_child_tid),
+		RseqAddr: image.Addr(t.rseq_addr), RseqLen: uint32(t.rseq_len), RseqSig: uint32(t.rseq_sig),
+		AltstackSP: image.Addr(t.altstack_sp), AltstackSize: uint64(t.altstack_size),
+		AltstackFlags: int32(t.altstack_flags),
+	}}
+	return c, nil
+}

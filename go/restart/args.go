@@ -1,0 +1,126 @@
+package restart
+
+import (
+	"encoding/binary"
+
+	"github.com/ckpt/ckpt/go/image"
+)
+
+// The restore stub's input, struct ck_restore_args in linker/ck_restore.h.
+// encodeArgs writes its fields in declaration order; the sizes below are
+// the C struct sizes, which the header checks with _Static_assert.
+const (
+	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
+	argsVersion = 1
+	argsSize    = 2432 // sizeof(struct ck_restore_args)
+	areaSize    = 48   // sizeof(struct ck_restore_area)
+	runSize     = 24   // sizeof(struct ck_restore_run)
+)
+
+// plan is where the stub puts itself and its helpers in the new process.
+type plan struct {
+	relocAddr uint64 // 0: the stub stays at its link address
+	argsAddr  uint64
+	argsLen   uint64
+	parkAddr  uint64
+	parkLen   uint64
+	stubStart uint64
+	stubEnd   uint64
+}
+
+func argsBlobSize(im *image.Image) uint64 {
+	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize
+	for i := range im.Areas {
+		n += uint64(len(im.Areas[i].Runs)) * runSize
+	}
+	return n
+}
+
+type blob struct{ b []byte }
+
+func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
+func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
+
+// encodeArgs renders the blob the stub reads.
+func encodeArgs(im *image.Image, p *plan, imageFD int) []byte {
+	size := argsBlobSize(im)
+	w := &blob{b: make([]byte, 0, size)}
+	proc := &im.Process
+	w.u64(argsMagic)
+	w.u32(argsVersion)
+	w.u32(uint32(imageFD))
+	w.u64(size)
+	w.u64(p.argsAddr)
+	w.u64(p.argsLen)
+	w.u64(p.stubStart)
+	w.u64(p.stubEnd)
+	w.u64(p.relocAddr)
+	w.u64(p.parkAddr)
+	w.u64(p.parkLen)
+	w.u64(uint64(proc.RestoreInfo))
+	mm := proc.MM
+	setMM := mm.StartCode != 0 && mm.StartStack != 0 && mm.StartBrk != 0 && mm.StartBrk <= proc.Brk
+	if setMM {
+		w.u64(1)
+	} else {
+		w.u64(0)
+	}
+	// struct ck_mm_map (prctl_mm_map)
+	for _, v := range []image.Addr{mm.StartCode, mm.EndCode, mm.StartData, mm.EndData, mm.StartBrk,
+		proc.Brk, mm.StartStack, mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd} {
+		w.u64(uint64(v))
+	}
+	w.u64(0)          // auxv
+	w.u32(0)          // auxv_size
+	w.u32(0xffffffff) // exe_fd: leave /proc/PID/exe alone
+	var comm [16]byte
+	copy(comm[:15], proc.Name)
+	w.b = append(w.b, comm[:]...)
+	for _, a := range proc.Sigactions {
+		w.u64(a.Handler)
+		w.u64(a.Flags)
+		w.u64(a.Restorer)
+		w.u64(a.Mask)
+	}
+	t := &im.Threads[0]
+	for _, v := range []uint64{t.RBX, t.RBP, t.R12, t.R13, t.R14, t.R15, t.RSP, t.RIP,
+		uint64(t.FSBase), uint64(t.RobustHead), t.RobustLen, uint64(t.ClearChildTID), uint64(t.RseqAddr)} {
+		w.u64(v)
+	}
+	w.u32(t.RseqLen)
+	w.u32(t.RseqSig)
+	w.u64(uint64(t.AltstackSP))
+	w.u64(t.AltstackSize)
+	w.u32(uint32(t.AltstackFlags))
+	w.u32(0)
+	nruns := uint64(0)
+	for i := range im.Areas {
+		nruns += uint64(len(im.Areas[i].Runs))
+	}
+	w.u64(uint64(len(im.Areas)))
+	w.u64(argsSize)
+	w.u64(nruns)
+	w.u64(argsSize + uint64(len(im.Areas))*areaSize)
+	first := uint64(0)
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		w.u64(uint64(a.Start))
+		w.u64(uint64(a.End))
+		w.u32(a.Prot)
+		w.u32(uint32(a.Kind))
+		w.u32(a.Flags)
+		w.u32(0)
+		w.u64(first)
+		w.u64(uint64(len(a.Runs)))
+		first += uint64(len(a.Runs))
+	}
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		for _, r := range a.Runs {
+			w.u64(uint64(a.Start) + r.Page*image.PageSize)
+			w.u64(r.Len())
+			w.u64(r.FileOff)
+		}
+	}
+	return w.b
+}

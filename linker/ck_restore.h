@@ -1,0 +1,113 @@
+/*
+ * ck_restore.h: the one input of the restore stub.
+ *
+ * The Go front end (go/restart) parses and checks the image, decides every
+ * address, and writes this blob to a memory file whose descriptor number is
+ * the stub's only argument.  The stub runs system calls and nothing else.
+ * go/restart/args.go encodes this layout; its test compares the offsets.
+ *
+ * Blob layout: struct ck_restore_args, then nareas struct ck_restore_area at
+ * areas_off, then nruns struct ck_restore_run at runs_off.  All offsets are
+ * from the start of the blob; the blob is mapped at args_addr.
+ */
+#ifndef CKPT_LINKER_CK_RESTORE_H_
+#define CKPT_LINKER_CK_RESTORE_H_
+
+#include <stdint.h>
+
+#define CK_ARGS_MAGIC 0x5347524154534b43ULL /* "CKSTARGS" little-endian */
+#define CK_ARGS_VERSION 1
+
+/* Area kinds; the same numbers as go/image.Kind. */
+#define CK_KIND_MEMORY 0
+#define CK_KIND_STACK 1
+#define CK_KIND_HEAP 2
+#define CK_KIND_VDSO 3
+#define CK_KIND_VVAR 4
+#define CK_KIND_VVAR_VCLOCK 5
+
+#define CK_AREA_SHARED 1
+
+struct ck_restore_area {
+	uint64_t start;
+	uint64_t end;
+	uint32_t prot;
+	uint32_t kind;
+	uint32_t flags;
+	uint32_t pad;
+	uint64_t first_run; /* index of its first run */
+	uint64_t nruns;
+};
+
+struct ck_restore_run {
+	uint64_t addr;
+	uint64_t len;
+	uint64_t file_off;
+};
+
+struct ck_restore_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+struct ck_restore_thread {
+	/* Resume point; the same order as struct ck_point in cc_shim/shim.h. */
+	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
+	uint64_t fs_base;
+	uint64_t robust_head;
+	uint64_t robust_len;
+	uint64_t clear_child_tid;
+	uint64_t rseq_addr;
+	uint32_t rseq_len;
+	uint32_t rseq_sig;
+	uint64_t altstack_sp;
+	uint64_t altstack_size;
+	int32_t altstack_flags;
+	int32_t pad;
+};
+
+/* struct prctl_mm_map from linux/prctl.h. */
+struct ck_mm_map {
+	uint64_t start_code;
+	uint64_t end_code;
+	uint64_t start_data;
+	uint64_t end_data;
+	uint64_t start_brk;
+	uint64_t brk;
+	uint64_t start_stack;
+	uint64_t arg_start;
+	uint64_t arg_end;
+	uint64_t env_start;
+	uint64_t env_end;
+	uint64_t auxv;
+	uint32_t auxv_size;
+	uint32_t exe_fd;
+};
+
+struct ck_restore_args {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t image_fd;
+	uint64_t size;		/* bytes in the blob */
+	uint64_t args_addr;	/* where the stub maps the blob */
+	uint64_t args_len;	/* page-rounded size of that mapping */
+	uint64_t stub_start;	/* the stub's link-time range */
+	uint64_t stub_end;
+	uint64_t reloc_addr;	/* where to move the stub first; 0: stay */
+	uint64_t park_addr;	/* where the new vDSO waits while memory is mapped */
+	uint64_t park_len;
+	uint64_t restore_info;	/* struct ck_restore_info in the image, or 0 */
+	uint64_t set_mm;	/* 1: apply mm with PR_SET_MM_MAP */
+	struct ck_mm_map mm;
+	char comm[16];
+	struct ck_restore_sigaction act[64];
+	struct ck_restore_thread thread;
+	uint64_t nareas;
+	uint64_t areas_off;
+	uint64_t nruns;
+	uint64_t runs_off;
+};
+
+#endif /* CKPT_LINKER_CK_RESTORE_H_ */

@@ -1,0 +1,530 @@
+/*
+ * stub.c: the restore stub.  A freestanding static program at a fixed
+ * address (stub.lds) that turns itself into the checkpointed process.
+ *
+ * Algorithm:
+ *   1. Read struct ck_restore_args from the descriptor named by argv[1] and
+ *      map the whole blob where the front end said.
+ *   2. If the image needs the stub's own addresses, copy the stub to
+ *      args->reloc_addr and continue there (the code is position
+ *      independent; see stub.lds).
+ *   3. Park the kernel's [vdso], [vvar] and [vvar_vclock] in the park window,
+ *      then unmap everything that is not the stub, the blob or the park.
+ *   4. Map every memory area of the image and read its stored pages.
+ *   5. Move the parked vDSO pieces to the image's vDSO addresses: glibc
+ *      cached pointers into the old ones.
+ *   6. Restore the mm layout (brk) with PR_SET_MM_MAP, the name, every
+ *      signal disposition, then the thread: sigaltstack, robust list, rseq,
+ *      clear_child_tid.
+ *   7. Tell the restored library where the stub is, close our descriptors,
+ *      set the fs base and jump into the saved point.  The library's
+ *      handler returns through rt_sigreturn, restoring registers, FPU state
+ *      and signal mask from the frame on the restored stack.
+ *
+ * Every failure writes one line naming the step and the kernel's error code
+ * and exits with status 1.  Nothing here uses libc: static glibc would set
+ * up its own TLS and rseq, which the restore replaces under it.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cc_shim/shim.h"
+#include "linker/ck_restore.h"
+
+#define SYS_read 0
+#define SYS_write 1
+#define SYS_open 2
+#define SYS_close 3
+#define SYS_mmap 9
+#define SYS_mprotect 10
+#define SYS_munmap 11
+#define SYS_rt_sigaction 13
+#define SYS_pread64 17
+#define SYS_mremap 25
+#define SYS_getpid 39
+#define SYS_sigaltstack 131
+#define SYS_prctl 157
+#define SYS_arch_prctl 158
+#define SYS_set_tid_address 218
+#define SYS_exit_group 231
+#define SYS_set_robust_list 273
+#define SYS_rseq 334
+
+#define PROT_READ 1
+#define PROT_WRITE 2
+#define PROT_EXEC 4
+#define MAP_SHARED 0x01
+#define MAP_PRIVATE 0x02
+#define MAP_FIXED 0x10
+#define MAP_ANONYMOUS 0x20
+#define MAP_GROWSDOWN 0x100
+#define MAP_NORESERVE 0x4000
+#define MAP_FIXED_NOREPLACE 0x100000
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define PR_SET_NAME 15
+#define PR_SET_MM 35
+#define PR_SET_MM_MAP 14
+#define ARCH_SET_FS 0x1002
+#define EINTR 4
+#define PAGE 4096UL
+#define MAX_MAPS 256
+
+struct ck_map {
+	uint64_t start, end;
+	int kind; /* CK_KIND_VDSO etc., or -1 */
+};
+
+/* The stub's own range, from stub.lds.  Hidden, so that -fPIE code takes
+ * their addresses relative to %rip: they follow the stub when it moves. */
+extern char __ck_stub_start[] __attribute__((visibility("hidden")));
+extern char __ck_stub_end[] __attribute__((visibility("hidden")));
+
+void ck_main(uint64_t *sp) __attribute__((noreturn, visibility("hidden")));
+void ck_main_moved(struct ck_restore_args *a) __attribute__((noreturn, visibility("hidden")));
+void ck_switch(void (*entry)(struct ck_restore_args *), void *stack, struct ck_restore_args *a)
+	__attribute__((noreturn, visibility("hidden")));
+void ck_resume(const struct ck_restore_thread *t) __attribute__((noreturn, visibility("hidden")));
+extern char ck_stack_top[] __attribute__((visibility("hidden")));
+
+static struct ck_restore_args *ck_load_args(uint64_t *sp);
+static void ck_move_stub(struct ck_restore_args *a) __attribute__((noreturn));
+static int ck_read_maps(struct ck_map *maps);
+static void ck_park_vdso(const struct ck_restore_args *a);
+static void ck_unmap_others(const struct ck_restore_args *a);
+static void ck_restore_memory(const struct ck_restore_args *a);
+static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
+			    const struct ck_restore_run *runs);
+static void ck_restore_vdso(const struct ck_restore_args *a);
+static void ck_restore_mm(const struct ck_restore_args *a);
+static void ck_restore_signals(const struct ck_restore_args *a);
+static void ck_restore_thread(const struct ck_restore_args *a);
+static void ck_finish(const struct ck_restore_args *a) __attribute__((noreturn));
+
+/* ---- system calls and helpers ---------------------------------------- */
+
+static long ck_syscall6(long n, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	long ret;
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	register long r9 __asm__("r9") = a6;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define ck_sys(n, a, b, c, d, e, f) \
+	ck_syscall6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
+/* The compiler may emit calls to these for struct copies. */
+void *memcpy(void *dst, const void *src, size_t n) __attribute__((visibility("hidden")));
+void *memset(void *dst, int c, size_t n) __attribute__((visibility("hidden")));
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *s = src;
+	while (n--)
+		*d++ = *s++;
+	return dst;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+	char *d = dst;
+	while (n--)
+		*d++ = (char)c;
+	return dst;
+}
+
+static size_t ck_strlen(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static void ck_write_str(const char *s)
+{
+	ck_sys(SYS_write, 2, s, ck_strlen(s), 0, 0, 0);
+}
+
+/* ck_fail reports a failed step with the kernel's return code and exits. */
+static void __attribute__((noreturn)) ck_fail(const char *what, long rc)
+{
+	char num[24];
+	int i = sizeof(num);
+	unsigned long v = rc < 0 ? (unsigned long)-rc : (unsigned long)rc;
+
+	num[--i] = 0;
+	num[--i] = '\n';
+	do {
+		num[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && i > 1);
+	if (rc < 0)
+		num[--i] = '-';
+	ck_write_str("ckpt-restore: ");
+	ck_write_str(what);
+	ck_write_str(": ");
+	ck_write_str(num + i);
+	ck_sys(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+	__builtin_unreachable();
+}
+
+static int ck_overlaps(uint64_t s1, uint64_t e1, uint64_t s2, uint64_t e2)
+{
+	return s1 < e2 && s2 < e1;
+}
+
+static void ck_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *what)
+{
+	char *p = buf;
+	while (len > 0) {
+		long n = ck_sys(SYS_pread64, fd, p, len, off, 0, 0);
+		if (n == -EINTR)
+			continue;
+		if (n <= 0)
+			ck_fail(what, n == 0 ? -5 : n);
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+}
+
+/* ---- 1 and 2: arguments and relocation -------------------------------- */
+
+void ck_main(uint64_t *sp)
+{
+	struct ck_restore_args *a = ck_load_args(sp);
+
+	if (a->reloc_addr != 0)
+		ck_move_stub(a);
+	ck_main_moved(a);
+}
+
+static struct ck_restore_args *ck_load_args(uint64_t *sp)
+{
+	struct ck_restore_args head;
+	const char *arg;
+	long fd = 0, p;
+
+	/* sp[0] is argc, sp[1] argv[0], sp[2] argv[1]: the blob's fd. */
+	if (sp[0] != 2)
+		ck_fail("usage: ckpt-restore FD (run by restart, not by hand)", -22);
+	for (arg = (const char *)sp[2]; *arg; arg++) {
+		if (*arg < '0' || *arg > '9' || fd > 100000)
+			ck_fail("bad descriptor argument", -22);
+		fd = fd * 10 + (*arg - '0');
+	}
+	ck_pread_full((int)fd, &head, sizeof(head), 0, "reading restore arguments");
+	if (head.magic != CK_ARGS_MAGIC || head.version != CK_ARGS_VERSION ||
+	    head.size < sizeof(head) || head.args_len < head.size || head.args_len % PAGE)
+		ck_fail("restore arguments do not match this stub", -22);
+	p = ck_sys(SYS_mmap, head.args_addr, head.args_len, PROT_READ,
+		   MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+	if (p != (long)head.args_addr)
+		ck_fail("mapping restore arguments", p);
+	ck_sys(SYS_close, fd, 0, 0, 0, 0, 0);
+	return (struct ck_restore_args *)p;
+}
+
+static void ck_move_stub(struct ck_restore_args *a)
+{
+	uint64_t start = (uint64_t)__ck_stub_start, len = (uint64_t)(__ck_stub_end - __ck_stub_start);
+	uint64_t delta = a->reloc_addr - start;
+	long p;
+
+	p = ck_sys(SYS_mmap, a->reloc_addr, len, PROT_READ | PROT_WRITE | PROT_EXEC,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p != (long)a->reloc_addr)
+		ck_fail("moving the stub out of the image's way", p);
+	memcpy((void *)p, __ck_stub_start, len);
+	ck_switch((void (*)(struct ck_restore_args *))((uint64_t)ck_main_moved + delta),
+		  ck_stack_top + delta, a);
+}
+
+/* ---- 3: clear the address space --------------------------------------- */
+
+static int ck_kind_of(const char *name, const char *end)
+{
+	static const struct {
+		const char *name;
+		int kind;
+	} specials[] = {
+		{"[vdso]", CK_KIND_VDSO},
+		{"[vvar]", CK_KIND_VVAR},
+		{"[vvar_vclock]", CK_KIND_VVAR_VCLOCK},
+	};
+	size_t i, n = (size_t)(end - name);
+
+	for (i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+		const char *s = specials[i].name;
+		size_t j = 0;
+		while (j < n && s[j] && s[j] == name[j])
+			j++;
+		if (j == n && s[j] == 0)
+			return specials[i].kind;
+	}
+	return -1;
+}
+
+static uint64_t ck_hex(const char **pp)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+
+	for (;; p++) {
+		char c = *p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (uint64_t)(c - 'a' + 10);
+		else
+			break;
+	}
+	*pp = p;
+	return v;
+}
+
+/* ck_read_maps lists this process's mappings.  A static program has only a
+ * handful; the parse only needs each range and whether it is a vDSO part. */
+static int ck_read_maps(struct ck_map *maps)
+{
+	static char buf[65536];
+	long fd, n, len = 0;
+	int count = 0;
+	const char *p, *end;
+
+	fd = ck_sys(SYS_open, "/proc/self/maps", 0, 0, 0, 0, 0);
+	if (fd < 0)
+		ck_fail("opening /proc/self/maps", fd);
+	while ((n = ck_sys(SYS_read, fd, buf + len, sizeof(buf) - 1 - (size_t)len, 0, 0, 0)) != 0) {
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			ck_fail("reading /proc/self/maps", n);
+		len += n;
+		if (len >= (long)sizeof(buf) - 1)
+			ck_fail("/proc/self/maps is too long", len);
+	}
+	ck_sys(SYS_close, fd, 0, 0, 0, 0, 0);
+	p = buf;
+	end = buf + len;
+	while (p < end) {
+		const char *line = p, *eol = p, *name;
+		while (eol < end && *eol != '\n')
+			eol++;
+		if (count == MAX_MAPS)
+			ck_fail("too many mappings in the stub", count);
+		maps[count].start = ck_hex(&p);
+		p++; /* '-' */
+		maps[count].end = ck_hex(&p);
+		/* The name is the sixth field. */
+		name = line;
+		for (int f = 0; f < 5 && name < eol; f++) {
+			while (name < eol && *name != ' ')
+				name++;
+			while (name < eol && *name == ' ')
+				name++;
+		}
+		maps[count].kind = ck_kind_of(name, eol);
+		count++;
+		p = eol + 1;
+	}
+	return count;
+}
+
+static void ck_park_vdso(const struct ck_restore_args *a)
+{
+	struct ck_map maps[MAX_MAPS];
+	int n = ck_read_maps(maps);
+	uint64_t next = a->park_addr;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t len = maps[i].end - maps[i].start;
+		long p;
+		if (maps[i].kind < 0)
+			continue;
+		if (ck_overlaps(maps[i].start, maps[i].end, a->park_addr, a->park_addr + a->park_len))
+			ck_fail("the kernel's vDSO lies in the park window", (long)maps[i].start);
+		if (next + len > a->park_addr + a->park_len)
+			ck_fail("the park window is too small for the vDSO", (long)len);
+		/* Park each kind at a fixed slot: 16 pages apart, in kind order. */
+		next = a->park_addr + (uint64_t)(maps[i].kind - CK_KIND_VDSO) * (a->park_len / 4);
+		p = ck_sys(SYS_mremap, maps[i].start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, next, 0);
+		if (p != (long)next)
+			ck_fail("parking the vDSO", p);
+	}
+}
+
+static void ck_unmap_others(const struct ck_restore_args *a)
+{
+	struct ck_map maps[MAX_MAPS];
+	int n = ck_read_maps(maps);
+	uint64_t stub = (uint64_t)__ck_stub_start, stub_end = (uint64_t)__ck_stub_end;
+
+	for (int i = 0; i < n; i++) {
+		long rc;
+		if (ck_overlaps(maps[i].start, maps[i].end, stub, stub_end) ||
+		    ck_overlaps(maps[i].start, maps[i].end, a->args_addr, a->args_addr + a->args_len) ||
+		    ck_overlaps(maps[i].start, maps[i].end, a->park_addr, a->park_addr + a->park_len))
+			continue;
+		if (maps[i].start >= 0x800000000000ULL)
+			continue; /* [vsyscall] */
+		rc = ck_sys(SYS_munmap, maps[i].start, maps[i].end - maps[i].start, 0, 0, 0, 0);
+		if (rc != 0)
+			ck_fail("unmapping the stub's old mappings", rc);
+	}
+}
+
+/* ---- 4 and 5: memory ---------------------------------------------------- */
+
+static void ck_restore_memory(const struct ck_restore_args *a)
+{
+	const struct ck_restore_area *areas =
+		(const struct ck_restore_area *)((const char *)a + a->areas_off);
+	const struct ck_restore_run *runs =
+		(const struct ck_restore_run *)((const char *)a + a->runs_off);
+
+	for (uint64_t i = 0; i < a->nareas; i++)
+		if (areas[i].kind != CK_KIND_VDSO && areas[i].kind != CK_KIND_VVAR &&
+		    areas[i].kind != CK_KIND_VVAR_VCLOCK)
+			ck_restore_area(a, &areas[i], runs);
+}
+
+static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
+			    const struct ck_restore_run *runs)
+{
+	uint64_t len = ar->end - ar->start;
+	long flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
+	long prot = ar->nruns ? PROT_READ | PROT_WRITE : ar->prot;
+	long p, rc;
+
+	flags |= (ar->flags & CK_AREA_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+	if (ar->kind == CK_KIND_STACK)
+		flags |= MAP_GROWSDOWN;
+	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
+	if (p != (long)ar->start)
+		ck_fail("mapping an image area", p);
+	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
+		ck_pread_full((int)a->image_fd, (void *)runs[r].addr, runs[r].len, runs[r].file_off,
+			      "reading pages from the image");
+	if (prot != ar->prot) {
+		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
+		if (rc != 0)
+			ck_fail("protecting an image area", rc);
+	}
+}
+
+static void ck_restore_vdso(const struct ck_restore_args *a)
+{
+	const struct ck_restore_area *areas =
+		(const struct ck_restore_area *)((const char *)a + a->areas_off);
+
+	for (uint64_t i = 0; i < a->nareas; i++) {
+		const struct ck_restore_area *ar = &areas[i];
+		uint64_t len = ar->end - ar->start, from;
+		long p;
+		if (ar->kind != CK_KIND_VDSO && ar->kind != CK_KIND_VVAR && ar->kind != CK_KIND_VVAR_VCLOCK)
+			continue;
+		from = a->park_addr + (uint64_t)(ar->kind - CK_KIND_VDSO) * (a->park_len / 4);
+		p = ck_sys(SYS_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, ar->start, 0);
+		if (p != (long)ar->start)
+			ck_fail("moving the vDSO to the image's address", p);
+	}
+}
+
+/* ---- 6: process and thread state ------------------------------------- */
+
+static void ck_restore_mm(const struct ck_restore_args *a)
+{
+	long rc;
+
+	if (a->set_mm) {
+		rc = ck_sys(SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0, 0);
+		if (rc != 0)
+			ck_fail("restoring the memory layout (PR_SET_MM_MAP)", rc);
+	}
+	ck_sys(SYS_prctl, PR_SET_NAME, a->comm, 0, 0, 0, 0);
+}
+
+static void ck_restore_signals(const struct ck_restore_args *a)
+{
+	for (int sig = 1; sig <= 64; sig++) {
+		long rc;
+		if (sig == 9 || sig == 19) /* SIGKILL, SIGSTOP */
+			continue;
+		rc = ck_sys(SYS_rt_sigaction, sig, &a->act[sig - 1], 0, 8, 0, 0);
+		if (rc != 0)
+			ck_fail("restoring a signal disposition", sig);
+	}
+}
+
+static void ck_restore_thread(const struct ck_restore_args *a)
+{
+	const struct ck_restore_thread *t = &a->thread;
+	long rc, tid;
+
+	if (t->altstack_sp != 0 || t->altstack_flags != 0) {
+		struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } ss = {
+			t->altstack_sp, t->altstack_flags, 0, t->altstack_size};
+		rc = ck_sys(SYS_sigaltstack, &ss, 0, 0, 0, 0, 0);
+		if (rc != 0)
+			ck_fail("restoring the signal stack", rc);
+	}
+	if (t->robust_head != 0) {
+		rc = ck_sys(SYS_set_robust_list, t->robust_head, t->robust_len, 0, 0, 0, 0);
+		if (rc != 0)
+			ck_fail("restoring the robust futex list", rc);
+	}
+	if (t->rseq_addr != 0) {
+		rc = ck_sys(SYS_rseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig, 0, 0);
+		if (rc != 0)
+			ck_fail("registering rseq", rc);
+	}
+	tid = ck_sys(SYS_set_tid_address, t->clear_child_tid, 0, 0, 0, 0, 0);
+	/* glibc caches the thread's TID at its clear_child_tid address
+	 * (struct pthread.tid); raise() and mutexes use it. */
+	if (t->clear_child_tid != 0)
+		*(volatile int32_t *)t->clear_child_tid = (int32_t)tid;
+}
+
+/* ---- 7: hand over -------------------------------------------------------- */
+
+static void ck_finish(const struct ck_restore_args *a)
+{
+	struct ck_restore_thread t = a->thread;
+	long rc;
+
+	if (a->restore_info != 0) {
+		struct ck_restore_info *info = (struct ck_restore_info *)a->restore_info;
+		info->stub_start = (uint64_t)__ck_stub_start;
+		info->stub_len = (uint64_t)(__ck_stub_end - __ck_stub_start);
+		info->pid = (int32_t)ck_sys(SYS_getpid, 0, 0, 0, 0, 0, 0);
+		info->generation++;
+	}
+	ck_sys(SYS_close, a->image_fd, 0, 0, 0, 0, 0);
+	ck_sys(SYS_munmap, a->args_addr, a->args_len, 0, 0, 0, 0);
+	rc = ck_sys(SYS_arch_prctl, ARCH_SET_FS, t.fs_base, 0, 0, 0, 0);
+	if (rc != 0)
+		ck_fail("setting the fs base", rc);
+	ck_resume(&t);
+}
+
+void ck_main_moved(struct ck_restore_args *a)
+{
+	ck_park_vdso(a);
+	ck_unmap_others(a);
+	ck_restore_memory(a);
+	ck_restore_vdso(a);
+	ck_restore_mm(a);
+	ck_restore_signals(a);
+	ck_restore_thread(a);
+	ck_finish(a);
+}

@@ -1,0 +1,55 @@
+/* bigheap: fills argv[2] MiB (default 256) of heap with pseudo-random data
+ * and checks a checksum of all of it every tick, changing one word per
+ * page-sized stride between ticks.  Half of the pages are left zero to
+ * exercise zero-page skipping. */
+#include <stdint.h>
+#include "ticker.h"
+
+static uint64_t *heap;
+static size_t words;
+static uint64_t expect;
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t sum(void)
+{
+	uint64_t s = 0;
+	for (size_t i = 0; i < words; i++)
+		s = s * 31 + heap[i];
+	return s;
+}
+
+static int check(unsigned long tick)
+{
+	if (sum() != expect) {
+		printf("heap checksum mismatch\n");
+		return 1;
+	}
+	/* Change one word in every 64th page, then remember the new sum. */
+	for (size_t i = 0; i < words; i += 512 * 64)
+		heap[i] = mix(heap[i] + tick);
+	expect = sum();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 256;
+
+	words = mib << 17;
+	/* Page aligned, so that the zero half is whole zero pages. */
+	if (posix_memalign((void **)&heap, 4096, words * sizeof(*heap)) != 0) {
+		printf("FAIL malloc\n");
+		return 1;
+	}
+	for (size_t i = 0; i < words; i++)
+		heap[i] = (i / 512) % 2 ? 0 : mix(i + 1);
+	expect = sum();
+	tick_loop(tick_ms(argc, argv), check);
+}
