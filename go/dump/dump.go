@@ -58,11 +58,10 @@ func Write(r *Request) (res Result, err error) {
 			unix.Unlink(tmp)
 		}
 	}()
-	im, stored, size, err := writeImage(fd, r)
+	stored, size, err := writeImage(fd, r)
 	if err != nil {
 		return res, fmt.Errorf("writing %q: %w", tmp, err)
 	}
-	_ = im
 	if err := unix.Fsync(fd); err != nil {
 		return res, fmt.Errorf("syncing %q: %w", tmp, err)
 	}
@@ -110,23 +109,23 @@ type source struct {
 	zero         []byte
 }
 
-func writeImage(fd int, r *Request) (*image.Image, uint64, uint64, error) {
+func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 	proc := fmt.Sprintf("/proc/%d", r.Child)
 	mapsText, err := procfs.ReadFile(proc + "/maps")
 	if err != nil {
-		return nil, 0, 0, err
+		return 0, 0, err
 	}
 	maps, err := procfs.ParseMaps(mapsText)
 	if err != nil {
-		return nil, 0, 0, err
+		return 0, 0, err
 	}
 	statText, err := procfs.ReadFile(proc + "/stat")
 	if err != nil {
-		return nil, 0, 0, err
+		return 0, 0, err
 	}
 	mm, err := procfs.ParseStatMM(statText)
 	if err != nil {
-		return nil, 0, 0, err
+		return 0, 0, err
 	}
 	im := &image.Image{Process: r.Process, Threads: r.Threads}
 	p := &im.Process
@@ -150,14 +149,13 @@ func writeImage(fd int, r *Request) (*image.Image, uint64, uint64, error) {
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	defer src.close()
 	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		return nil, 0, 0, fmt.Errorf("opening %s/mem: %w", proc, err)
+		return 0, 0, fmt.Errorf("opening %s/mem: %w", proc, err)
 	}
 	if src.pagemap, err = unix.Open(proc+"/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		return nil, 0, 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
+		return 0, 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
 	}
 
 	w := image.NewWriter(fdWriter(fd))
-	var stored uint64
 	for _, m := range maps {
 		a, ok := areaOf(m)
 		if !ok {
@@ -165,17 +163,14 @@ func writeImage(fd int, r *Request) (*image.Image, uint64, uint64, error) {
 		}
 		if !a.Kind.Special() {
 			if err := src.copyArea(w, &a, m); err != nil {
-				return nil, 0, 0, fmt.Errorf("copying %#x-%#x %s: %w", m.Start, m.End, m.Name, err)
+				return 0, 0, fmt.Errorf("copying %#x-%#x %s: %w", m.Start, m.End, m.Name, err)
 			}
 			stored += a.StoredBytes()
 		}
 		im.Areas = append(im.Areas, a)
 	}
-	size, err := w.Finish(im)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	return im, stored, size, nil
+	size, err = w.Finish(im)
+	return stored, size, err
 }
 
 func (s *source) close() {

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/ckpt/ckpt/go/dump"
 	"github.com/ckpt/ckpt/go/procfs"
@@ -91,6 +92,7 @@ func checkpoint(child int, cfg *config) {
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads}
 	req.Process.Name = cfg.name
+	req.Process.Created = time.Now().UnixNano()
 	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))
 	res, err := dump.Write(req)
 	if err != nil {
@@ -134,4 +136,3 @@ func sizeString(n uint64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 }
-
