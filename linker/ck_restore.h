@@ -110,4 +110,14 @@ struct ck_restore_args {
 	uint64_t runs_off;
 };
 
+/* go/restart/args.go writes these layouts field by field; a change here
+ * without one there fails the build. */
+_Static_assert(sizeof(struct ck_restore_area) == 48, "ck_restore_area layout");
+_Static_assert(sizeof(struct ck_restore_run) == 24, "ck_restore_run layout");
+_Static_assert(sizeof(struct ck_restore_thread) == 136, "ck_restore_thread layout");
+_Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
+_Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
+_Static_assert(__builtin_offsetof(struct ck_restore_args, thread) == 2264, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2432, "ck_restore_args layout");
+
 #endif /* CKPT_LINKER_CK_RESTORE_H_ */

@@ -1,5 +1,5 @@
-// Command readckpt prints a checkpoint image's header and one line per
-// memory area, in the terms of /proc/PID/maps.
+// Command readckpt checks a checkpoint image and prints its header and one
+// line per memory area, in the terms of /proc/PID/maps.
 //
 //	readckpt IMAGE
 //
@@ -43,6 +43,9 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
+	if err := image.VerifyData(f, im, nil); err != nil {
+		return err
+	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	p := &im.Process
@@ -57,7 +60,7 @@ func run(path string) error {
 	for i := range im.Areas {
 		stored += im.Areas[i].StoredBytes()
 	}
-	fmt.Fprintf(w, "areas:    %d, %d bytes of page data stored\n", len(im.Areas), stored)
+	fmt.Fprintf(w, "areas:    %d, %d bytes of page data stored, all checksums verified\n", len(im.Areas), stored)
 	for i := range im.Areas {
 		a := &im.Areas[i]
 		fmt.Fprintf(w, "%08x-%08x %s %08x %02x:%02x %-8d %-40s stored %d\n",

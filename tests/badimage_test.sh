@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# badimage_test.sh LIBCKPT RESTART READCKPT HELLO
+#
+# Takes a real image of hello, then damages copies of it in every way a
+# disk, a network copy or a user can: missing, empty, a directory, garbage,
+# cut at each area's data and at random offsets, single bit flips in the
+# header, metadata and page data.  restart and readckpt must refuse each with
+# exit status 2 and one line naming the file, and restart must never run the
+# program (no tick is printed).
+set -euo pipefail
+
+lib=$(realpath "$1")
+restart=$(realpath "$2")
+readckpt=$(realpath "$3")
+hello=$(realpath "$4")
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/badimage.XXXXXX")
+cd "$work"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+CKPT_DIR=$work LD_PRELOAD=$lib "$hello" 100 >orig.out 2>orig.err &
+pid=$!
+for _ in $(seq 600); do grep -q . orig.out 2>/dev/null && break; sleep 0.05; done
+kill -USR2 "$pid"
+for _ in $(seq 600); do grep -q "ckpt: wrote" orig.err && break; sleep 0.05; done
+kill -9 "$pid"
+{ wait "$pid"; } 2>/dev/null || true
+good=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err)
+[[ -f $good ]] || fail "no image was written"
+size=$(stat -c %s "$good")
+
+tried=0
+# refuse FILE WHY: both tools must exit 2 with a message naming FILE.
+refuse() {
+	local f=$1 why=$2 rc
+	for tool in "$restart" "$readckpt"; do
+		rc=0
+		timeout 20 "$tool" "$f" >tool.out 2>tool.err || rc=$?
+		[[ $rc == 2 ]] || { cat tool.err >&2; fail "$(basename "$tool") exited $rc for $why, want 2"; }
+		[[ $(wc -l <tool.err) == 1 ]] || { cat tool.err >&2; fail "$(basename "$tool") printed more than one line for $why"; }
+		grep -qF "\"$f\"" tool.err || { cat tool.err >&2; fail "$(basename "$tool")'s message for $why does not name the file"; }
+		if [[ $tool == "$restart" ]] && grep -q . tool.out; then fail "restart ran the program for $why"; fi
+	done
+	tried=$((tried + 1))
+}
+
+refuse "$work/missing.ckpt" "a missing file"
+: >empty.ckpt
+refuse "$work/empty.ckpt" "an empty file"
+mkdir dir.ckpt
+refuse "$work/dir.ckpt" "a directory"
+head -c 100000 /dev/urandom >garbage.ckpt
+refuse "$work/garbage.ckpt" "random bytes"
+
+# Cut in the header, at page boundaries and at random offsets.
+for off in 1 63 64 4095 4096 8192 $((size / 2)) $((size - 4096)) $((size - 1)); do
+	head -c "$off" "$good" >cut.ckpt
+	refuse "$work/cut.ckpt" "a copy cut at byte $off"
+done
+for _ in $(seq 10); do
+	off=$((RANDOM * 32768 + RANDOM))
+	off=$((off % size))
+	head -c "$off" "$good" >cut.ckpt
+	refuse "$work/cut.ckpt" "a copy cut at byte $off"
+done
+
+# Single bit flips: in the header, at random places, and near the end
+# (metadata).
+flip() {
+	cp "$good" flip.ckpt
+	local byte
+	byte=$(od -An -tu1 -j "$1" -N1 "$good" | tr -d ' ')
+	printf "$(printf '\\%03o' $((byte ^ (1 << $2))))" | dd of=flip.ckpt bs=1 seek="$1" conv=notrunc status=none
+	refuse "$work/flip.ckpt" "bit $2 of byte $1 flipped"
+}
+for off in 0 7 8 16 40 60; do flip "$off" 3; done
+for _ in $(seq 40); do
+	off=$(((RANDOM * 32768 + RANDOM) % size))
+	# Skip the header's zero padding, which no reader looks at.
+	((off >= 64 && off < 4096)) && continue
+	flip "$off" $((RANDOM % 8))
+done
+for i in 1 2 3 4 5 6 7 8; do flip $((size - i * 13)) $((i % 8)); done
+
+"$restart" >/dev/null 2>&1 && fail "restart without an argument succeeded"
+echo "PASS: $tried damaged images refused by restart and readckpt"
