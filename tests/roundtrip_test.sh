@@ -17,7 +17,10 @@ lib=$(realpath "$1")
 restart=$(realpath "$2")
 shift 2
 prog=("$@")
-if [[ ${prog[0]} == */* ]]; then prog[0]=$(realpath "${prog[0]}"); fi
+# The test runs in its own directory: make paths to runfiles absolute.
+for i in "${!prog[@]}"; do
+	if [[ ${prog[i]} == */* && -e ${prog[i]} ]]; then prog[i]=$(realpath "${prog[i]}"); fi
+done
 
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/roundtrip.XXXXXX")
 pids=()

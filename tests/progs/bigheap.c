@@ -3,7 +3,7 @@
  * page-sized stride between ticks.  Half of the pages are left zero to
  * exercise zero-page skipping. */
 #include <stdint.h>
-#include "ticker.h"
+#include "tests/progs/ticker.h"
 
 static uint64_t *heap;
 static size_t words;

@@ -3,7 +3,7 @@
  * vDSO moved back to its old address, the first call after a restart
  * crashes. */
 #include <sys/time.h>
-#include "ticker.h"
+#include "tests/progs/ticker.h"
 
 static struct timespec last_mono, last_real;
 

@@ -3,7 +3,7 @@
  * It checks the data every tick. */
 #include <stdint.h>
 #include <sys/mman.h>
-#include "ticker.h"
+#include "tests/progs/ticker.h"
 
 #define STUB_ADDR ((void *)0x10000000000UL)
 #define LEN (1UL << 20)

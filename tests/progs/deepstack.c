@@ -2,7 +2,7 @@
  * bottom, checking every frame's contents each tick.  Every 10 ticks it goes
  * 500 frames deeper, so a restored main stack must still grow. */
 #include <string.h>
-#include "ticker.h"
+#include "tests/progs/ticker.h"
 
 #define FRAME_BYTES 512
 #define MAX_DEPTH 12000

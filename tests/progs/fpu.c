@@ -3,7 +3,7 @@
  * rounds upward.  The mode lives in the FPU state, which comes back through
  * the signal frame. */
 #include <fenv.h>
-#include "ticker.h"
+#include "tests/progs/ticker.h"
 
 static volatile double third_num = 1.0, third_den = 3.0;
 static double up_third;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# tools/test.sh: installs what is missing, then runs every test.
+#   1. tools/setup.sh (idempotent: Bazel and friends from Debian);
+#   2. BUILD files must be what gazelle generates;
+#   3. bazel test //... (unit tests and real checkpoint/restart round trips);
+#   4. each fuzz target for a short fixed time (FUZZTIME, default 10s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/setup.sh
+
+echo "== gazelle: BUILD files up to date"
+bazel run //:gazelle_diff
+
+echo "== bazel test //..."
+rc=0
+bazel test //... 2>&1 | tee bazel-test.log || rc=$?
+
+echo "== fuzzing"
+fuzz_rc=0
+for target in ./go/image:FuzzImageReader ./go/image:FuzzDecodeMeta ./go/procfs:FuzzParseMaps ./go/procfs:FuzzParseStatMM; do
+	pkg=${target%%:*} name=${target##*:}
+	echo "-- $name"
+	go test -run '^$' -fuzz "^$name\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" || fuzz_rc=1
+done
+
+passed=$(grep -cE '^//.* PASSED in' bazel-test.log || true)
+failed=$(grep -cE '^//.* (FAILED|TIMEOUT|NO STATUS)' bazel-test.log || true)
+rm -f bazel-test.log
+((fuzz_rc == 0)) || { echo "fuzzing found a failure"; failed=$((failed + 1)); }
+echo "bazel: $passed passed, $failed failed"
+((rc == 0 && fuzz_rc == 0))
