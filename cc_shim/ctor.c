@@ -16,12 +16,17 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cc_shim/shim.h"
 
 int ckpt_wake_fd[2] = {-1, -1};
 int ck_trigger = SIGUSR2;
+struct rlimit ckpt_nofile; /* RLIMIT_NOFILE before the Go runtime started */
+
+/* Exported by go/lib; returns once the Go runtime's initialization is done. */
+extern void ckptGoReady(void);
 
 void ck_handler(int sig, siginfo_t *si, void *uc);
 
@@ -72,6 +77,7 @@ __attribute__((constructor(101))) static void ck_early(void)
 	if (pipe2(ckpt_wake_fd, O_CLOEXEC) != 0)
 		ck_log("ckpt: cannot create the wake pipe; checkpoints are disabled\n");
 
+	getrlimit(RLIMIT_NOFILE, &ckpt_nofile);
 	sigemptyset(&set);
 	sigaddset(&set, ck_trigger);
 	sigprocmask(SIG_BLOCK, &set, NULL);
@@ -82,6 +88,10 @@ __attribute__((constructor)) static void ck_arm(void)
 	struct sigaction sa;
 	sigset_t set;
 
+	/* Wait for the Go runtime's package initialization, which runs on its
+	 * own thread, so that it cannot race with main() (Go raises
+	 * RLIMIT_NOFILE at init; ckptGoReady puts it back). */
+	ckptGoReady();
 	if (ckpt_wake_fd[1] < 0)
 		return;
 	memset(&sa, 0, sizeof(sa));

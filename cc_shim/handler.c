@@ -4,7 +4,8 @@
  * Algorithm:
  *   1. Capture what the kernel holds outside memory and outside the signal
  *      frame (fs base, robust list, rseq, clear_child_tid, dispositions,
- *      brk) into ckpt_state, with raw system calls only.
+ *      brk, interval timers, descriptors' flags and offsets) into
+ *      ckpt_state, with raw system calls only.
  *   2. Save a resume point.  A restore comes back here with 1 (step 5).
  *   3. Fork a copy-on-write snapshot child with a raw clone whose exit signal
  *      is 0: the program's own wait() and SIGCHLD never see it.  The child
@@ -21,12 +22,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +81,57 @@ static void ck_capture_thread(struct ck_thread *t)
 	t->tid = (int32_t)syscall(SYS_gettid);
 }
 
+/* ck_capture_fds lists the open descriptors from /proc/self/fd with raw
+ * getdents64 (opendir would malloc) and records each one's flags and
+ * offset. */
+static void ck_capture_fds(struct ck_state *st)
+{
+	static char buf[4096];
+	struct stat sb;
+	long dir, n;
+
+	st->nfds = 0;
+	st->fds_dropped = 0;
+	dir = syscall(SYS_open, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct ck_dirent {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (struct ck_dirent *)(buf + off);
+			int fd = 0;
+			const char *c = d->name;
+
+			off += d->reclen;
+			if (*c < '0' || *c > '9')
+				continue;
+			for (; *c >= '0' && *c <= '9'; c++)
+				fd = fd * 10 + (*c - '0');
+			if (fd == dir)
+				continue;
+			if (st->nfds == CK_MAX_FDS) {
+				st->fds_dropped++;
+				continue;
+			}
+			struct ck_fd *f = &st->fds[st->nfds++];
+			f->fd = fd;
+			f->fd_flags = (int32_t)syscall(SYS_fcntl, fd, F_GETFD);
+			f->status_flags = (int32_t)syscall(SYS_fcntl, fd, F_GETFL);
+			f->offset = syscall(SYS_lseek, fd, 0L, SEEK_CUR);
+			if (f->offset < 0)
+				f->offset = -errno;
+			/* The size now, before the program writes more. */
+			f->size = syscall(SYS_fstat, fd, &sb) == 0 ? sb.st_size : -errno;
+		}
+	}
+	syscall(SYS_close, dir);
+}
+
 static void ck_capture(struct ck_state *st, int sig)
 {
 	struct timespec ts;
@@ -91,6 +146,16 @@ static void ck_capture(struct ck_state *st, int sig)
 		memset(&st->act[i], 0, sizeof(st->act[i]));
 		syscall(SYS_rt_sigaction, i + 1, NULL, &st->act[i], 8);
 	}
+	for (i = 0; i < 3; i++) {
+		struct itimerval it;
+		memset(&it, 0, sizeof(it));
+		syscall(SYS_getitimer, i, &it);
+		st->itimer[i].interval_sec = it.it_interval.tv_sec;
+		st->itimer[i].interval_usec = it.it_interval.tv_usec;
+		st->itimer[i].value_sec = it.it_value.tv_sec;
+		st->itimer[i].value_usec = it.it_value.tv_usec;
+	}
+	ck_capture_fds(st);
 	ck_capture_thread(&st->thread);
 }
 

@@ -16,6 +16,7 @@
 #define CKPT_CC_SHIM_SHIM_H_
 
 #include <stdint.h>
+#include <sys/resource.h>
 
 #define CK_NSIG 64
 
@@ -59,6 +60,26 @@ struct ck_thread {
 	int32_t tid;
 };
 
+/* An open descriptor.  Its offset must be read at the moment of the
+ * snapshot: the snapshot child shares open file descriptions with the
+ * program, which keeps moving their offsets while the image is written. */
+struct ck_fd {
+	int32_t fd;
+	int32_t fd_flags;	/* F_GETFD: FD_CLOEXEC */
+	int32_t status_flags;	/* F_GETFL: access mode, O_APPEND, ... */
+	int32_t pad;
+	int64_t offset;		/* lseek(fd, 0, SEEK_CUR), or -errno */
+	int64_t size;		/* st_size, or -errno */
+};
+
+#define CK_MAX_FDS 1024
+
+/* struct itimerval with fixed widths. */
+struct ck_itimer {
+	int64_t interval_sec, interval_usec;
+	int64_t value_sec, value_usec;
+};
+
 /* What the handler captured at the last trigger. */
 struct ck_state {
 	int64_t capture_ns; /* CLOCK_MONOTONIC when the handler started */
@@ -67,6 +88,10 @@ struct ck_state {
 	int32_t signo; /* the trigger signal */
 	struct ck_sigaction act[CK_NSIG]; /* act[i] is signal i+1 */
 	struct ck_thread thread;
+	struct ck_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
+	uint32_t nfds;
+	uint32_t fds_dropped; /* open descriptors beyond CK_MAX_FDS */
+	struct ck_fd fds[CK_MAX_FDS];
 };
 
 /* Written by the restore stub into the restored process just before it
@@ -80,6 +105,9 @@ struct ck_restore_info {
 
 extern struct ck_state ckpt_state;
 extern struct ck_restore_info ckpt_restore_info;
+
+/* RLIMIT_NOFILE as the program had it before the Go runtime started. */
+extern struct rlimit ckpt_nofile;
 
 /* The pipe the handler writes a snapshot child's PID into; Go reads it. */
 extern int ckpt_wake_fd[2];

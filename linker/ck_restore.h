@@ -7,7 +7,8 @@
  * go/restart/args.go encodes this layout; its test compares the offsets.
  *
  * Blob layout: struct ck_restore_args, then nareas struct ck_restore_area at
- * areas_off, then nruns struct ck_restore_run at runs_off.  All offsets are
+ * areas_off, nruns struct ck_restore_run at runs_off and nfds struct
+ * ck_restore_fd at fds_off.  All offsets are
  * from the start of the blob; the blob is mapped at args_addr.
  */
 #ifndef CKPT_LINKER_CK_RESTORE_H_
@@ -43,6 +44,19 @@ struct ck_restore_run {
 	uint64_t addr;
 	uint64_t len;
 	uint64_t file_off;
+};
+
+struct ck_restore_fd {
+	int32_t from;	/* opened by the front end, above every target */
+	int32_t to;	/* the number the program had */
+	uint32_t cloexec;
+	uint32_t pad;
+};
+
+/* struct itimerval with fixed widths. */
+struct ck_restore_itimer {
+	int64_t interval_sec, interval_usec;
+	int64_t value_sec, value_usec;
 };
 
 struct ck_restore_sigaction {
@@ -108,6 +122,9 @@ struct ck_restore_args {
 	uint64_t areas_off;
 	uint64_t nruns;
 	uint64_t runs_off;
+	struct ck_restore_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
+	uint64_t nfds;
+	uint64_t fds_off;
 };
 
 /* go/restart/args.go writes these layouts field by field; a change here
@@ -118,6 +135,8 @@ _Static_assert(sizeof(struct ck_restore_thread) == 136, "ck_restore_thread layou
 _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, thread) == 2264, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2432, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
+_Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2432, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2544, "ck_restore_args layout");
 
 #endif /* CKPT_LINKER_CK_RESTORE_H_ */

@@ -16,8 +16,10 @@
  *   6. Restore the mm layout (brk) with PR_SET_MM_MAP, the name, every
  *      signal disposition, then the thread: sigaltstack, robust list, rseq,
  *      clear_child_tid.
- *   7. Tell the restored library where the stub is, close our descriptors,
- *      set the fs base and jump into the saved point.  The library's
+ *   7. Tell the restored library where the stub is, move the descriptors
+ *      the front end opened to their numbers, close ours, start the
+ *      interval timers, set the fs base and jump into the saved point.
+ *      All signals stay blocked from the start until that jump.  The library's
  *      handler returns through rt_sigreturn, restoring registers, FPU state
  *      and signal mask from the frame on the restored stack.
  *
@@ -39,8 +41,10 @@
 #define SYS_mprotect 10
 #define SYS_munmap 11
 #define SYS_rt_sigaction 13
+#define SYS_rt_sigprocmask 14
 #define SYS_pread64 17
 #define SYS_mremap 25
+#define SYS_setitimer 38
 #define SYS_getpid 39
 #define SYS_sigaltstack 131
 #define SYS_prctl 157
@@ -48,6 +52,7 @@
 #define SYS_set_tid_address 218
 #define SYS_exit_group 231
 #define SYS_set_robust_list 273
+#define SYS_dup3 292
 #define SYS_rseq 334
 
 #define PROT_READ 1
@@ -66,6 +71,7 @@
 #define PR_SET_MM 35
 #define PR_SET_MM_MAP 14
 #define ARCH_SET_FS 0x1002
+#define O_CLOEXEC 02000000
 #define EINTR 4
 #define PAGE 4096UL
 #define MAX_MAPS 256
@@ -99,6 +105,8 @@ static void ck_restore_vdso(const struct ck_restore_args *a);
 static void ck_restore_mm(const struct ck_restore_args *a);
 static void ck_restore_signals(const struct ck_restore_args *a);
 static void ck_restore_thread(const struct ck_restore_args *a);
+static void ck_restore_files(const struct ck_restore_args *a);
+static void ck_restore_timers(const struct ck_restore_args *a);
 static void ck_finish(const struct ck_restore_args *a) __attribute__((noreturn));
 
 /* ---- system calls and helpers ---------------------------------------- */
@@ -201,7 +209,13 @@ static void ck_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const c
 
 void ck_main(uint64_t *sp)
 {
-	struct ck_restore_args *a = ck_load_args(sp);
+	uint64_t all = ~0ULL;
+	struct ck_restore_args *a;
+
+	/* No signal may run a restored handler on the stub's stack; the
+	 * program's own mask comes back through rt_sigreturn. */
+	ck_sys(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &all, 0, 8, 0, 0);
+	a = ck_load_args(sp);
 
 	if (a->reloc_addr != 0)
 		ck_move_stub(a);
@@ -495,6 +509,33 @@ static void ck_restore_thread(const struct ck_restore_args *a)
 		*(volatile int32_t *)t->clear_child_tid = (int32_t)tid;
 }
 
+/* The front end opened every descriptor above all the numbers they take. */
+static void ck_restore_files(const struct ck_restore_args *a)
+{
+	const struct ck_restore_fd *fds = (const struct ck_restore_fd *)((const char *)a + a->fds_off);
+
+	for (uint64_t i = 0; i < a->nfds; i++) {
+		long rc = ck_sys(SYS_dup3, fds[i].from, fds[i].to, fds[i].cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+		if (rc != fds[i].to)
+			ck_fail("moving a descriptor into place", rc);
+		ck_sys(SYS_close, fds[i].from, 0, 0, 0, 0, 0);
+	}
+}
+
+/* Last before the jump: the timers run from here on. */
+static void ck_restore_timers(const struct ck_restore_args *a)
+{
+	for (int which = 0; which < 3; which++) {
+		const struct ck_restore_itimer *t = &a->itimer[which];
+		long rc;
+		if (t->value_sec == 0 && t->value_usec == 0)
+			continue;
+		rc = ck_sys(SYS_setitimer, which, t, 0, 0, 0, 0);
+		if (rc != 0)
+			ck_fail("restoring an interval timer", rc);
+	}
+}
+
 /* ---- 7: hand over -------------------------------------------------------- */
 
 static void ck_finish(const struct ck_restore_args *a)
@@ -509,7 +550,9 @@ static void ck_finish(const struct ck_restore_args *a)
 		info->pid = (int32_t)ck_sys(SYS_getpid, 0, 0, 0, 0, 0, 0);
 		info->generation++;
 	}
+	ck_restore_files(a);
 	ck_sys(SYS_close, a->image_fd, 0, 0, 0, 0, 0);
+	ck_restore_timers(a);
 	ck_sys(SYS_munmap, a->args_addr, a->args_len, 0, 0, 0, 0);
 	rc = ck_sys(SYS_arch_prctl, ARCH_SET_FS, t.fs_base, 0, 0, 0, 0);
 	if (rc != 0)

@@ -9,7 +9,8 @@
 #   - its ticks stay consecutive and it never prints FAIL (each program
 #     checks its own state: clocks, FPU mode, stack, heap checksum);
 #   - a checkpoint request in the restored process is refused with a message
-#     and does not disturb it (checkpointing after restart is not done yet).
+#     and does not disturb it (checkpointing after restart is not done yet);
+#   - with RESTARTS=N, the same image restarts N times, each the same way.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
 
@@ -49,6 +50,13 @@ pid=$!
 pids+=("$pid")
 wait_for lines_at_least orig.out 3 || fail "the program did not start ticking under the library"
 grep -q FAIL orig.out && fail "the program failed before any checkpoint"
+# Only the program's threads may take the trigger: every other thread (the
+# Go runtime's) must have SIGUSR2 blocked from birth.
+for status in /proc/"$pid"/task/*/status; do
+	[[ $status == /proc/$pid/task/$pid/status ]] && continue
+	blocked=$(awk '/^SigBlk:/ {print $2}' "$status")
+	(((16#$blocked >> 11) & 1)) || fail "thread ${status%/status} has SIGUSR2 unblocked (SigBlk $blocked)"
+done
 before=$(last_field orig.out)
 
 kill -USR2 "$pid"
@@ -61,20 +69,24 @@ image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err | tail -n 1)
 [[ $(stat -c %a "$image") == 600 ]] || fail "image mode is $(stat -c %a "$image"), want 600"
 ls -A "$work" | grep -q '\.tmp' && fail "a temporary file was left behind"
 
-"$restart" "$image" >restored.out 2>restored.err &
-rpid=$!
-pids+=("$rpid")
-wait_for lines_at_least restored.out 3 || fail "the restored program did not tick"
-first=$(first_field restored.out)
-((first - 1 >= before && first - 1 <= after)) ||
-	fail "restored copy starts at $first; the original printed $before before and $after after the checkpoint"
-
-kill -USR2 "$rpid"
-wait_for grep -q "not supported yet" restored.err || fail "a checkpoint request after restart was not refused"
-n=$(grep -c . restored.out)
-wait_for lines_at_least restored.out $((n + 2)) || fail "the restored program stopped after a refused checkpoint"
-kill -9 "$rpid"
-{ wait "$rpid"; } 2>/dev/null || true
-grep -q FAIL restored.out && fail "the restored program reports a bad state"
-consecutive restored.out || fail "the restored program's ticks are not consecutive"
-echo "PASS: ${prog[*]}: checkpoint after tick $before, restored from tick $first, $(grep -c . restored.out) ticks after restart; image $(stat -c %s "$image") bytes"
+# Restart from the same image RESTARTS times (default once): each copy must
+# go on from the same point.
+for ((r = 1; r <= ${RESTARTS:-1}; r++)); do
+	out=restored$r.out err=restored$r.err
+	"$restart" "$image" >"$out" 2>"$err" &
+	rpid=$!
+	pids+=("$rpid")
+	wait_for lines_at_least "$out" 3 || fail "restart $r: the restored program did not tick"
+	first=$(first_field "$out")
+	((first - 1 >= before && first - 1 <= after)) ||
+		fail "restart $r: starts at $first; the original printed $before before and $after after the checkpoint"
+	kill -USR2 "$rpid"
+	wait_for grep -q "not supported yet" "$err" || fail "restart $r: a checkpoint request after restart was not refused"
+	n=$(grep -c . "$out")
+	wait_for lines_at_least "$out" $((n + 2)) || fail "restart $r: the program stopped after a refused checkpoint"
+	kill -9 "$rpid"
+	{ wait "$rpid"; } 2>/dev/null || true
+	grep -q FAIL "$out" && fail "restart $r: the restored program reports a bad state"
+	consecutive "$out" || fail "restart $r: the restored program's ticks are not consecutive"
+done
+echo "PASS: ${prog[*]}: checkpoint after tick $before, restored ${RESTARTS:-1} time(s) from tick $first; image $(stat -c %s "$image") bytes"

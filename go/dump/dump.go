@@ -26,6 +26,7 @@ type Request struct {
 	Path    string // the image's final path
 	Process image.Process
 	Threads []image.Thread
+	Files   []image.File // descriptors with FD, flags and offset filled in
 }
 
 // Result describes a written image.
@@ -127,7 +128,7 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	im := &image.Image{Process: r.Process, Threads: r.Threads}
+	im := &image.Image{Process: r.Process, Threads: r.Threads, Files: r.Files}
 	p := &im.Process
 	p.Arch, p.PageSize = image.EMX8664, image.PageSize
 	p.MM = image.MMLayout{
@@ -143,6 +144,9 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 	}
 	if exe, err := readlink(proc + "/exe"); err == nil {
 		p.Exe = exe
+	}
+	if err := processState(r.Child, p); err != nil {
+		return 0, 0, err
 	}
 
 	src := &source{mem: -1, pagemap: -1, buf: make([]byte, chunkPages*image.PageSize),
@@ -168,6 +172,12 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 			stored += a.StoredBytes()
 		}
 		im.Areas = append(im.Areas, a)
+	}
+	for i := range im.Files {
+		if err := src.describeFile(w, proc, &im.Files[i]); err != nil {
+			return 0, 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
+		}
+		stored += im.Files[i].StoredBytes()
 	}
 	size, err = w.Finish(im)
 	return stored, size, err
@@ -286,24 +296,34 @@ func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error
 		}
 		return nil
 	}
+	var err error
+	a.Runs, err = appendRuns(w, a.Runs, buf, page, s.zero)
+	return err
+}
+
+// appendRuns writes the pages of buf that are not all zero, buf's first
+// page being page number first, and appends a Run for each stretch.
+func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zero []byte) ([]image.Run, error) {
+	n := uint64(len(buf)) / image.PageSize
+	isZero := func(i uint64) bool { return bytes.Equal(buf[i*image.PageSize:(i+1)*image.PageSize], zero) }
 	for i := uint64(0); i < n; {
-		if bytes.Equal(buf[i*image.PageSize:(i+1)*image.PageSize], s.zero) {
+		if isZero(i) {
 			i++
 			continue
 		}
 		j := i + 1
-		for j < n && !bytes.Equal(buf[j*image.PageSize:(j+1)*image.PageSize], s.zero) {
+		for j < n && !isZero(j) {
 			j++
 		}
 		run, err := w.WritePages(buf[i*image.PageSize : j*image.PageSize])
 		if err != nil {
-			return err
+			return runs, err
 		}
-		run.Page = page + i
-		a.Runs = append(a.Runs, run)
+		run.Page = first + i
+		runs = append(runs, run)
 		i = j
 	}
-	return nil
+	return runs, nil
 }
 
 func preadFull(fd int, b []byte, off int64) error {

@@ -158,6 +158,16 @@ func (d *decoder) count(what string, limit, minSize int) int {
 	return int(n)
 }
 
+func (d *decoder) runs() []Run {
+	const runSize = 8 + 8 + 8 + 4
+	rs := make([]Run, d.count("runs", MaxRunCount, runSize))
+	for j := range rs {
+		r := &rs[j]
+		r.Page, r.Pages, r.FileOff, r.CRC = d.u64(), d.u64(), d.u64(), d.u32()
+	}
+	return rs
+}
+
 // DecodeMeta decodes the metadata section written by EncodeMeta.  It checks
 // only that the bytes parse; Validate checks what they say.
 func DecodeMeta(b []byte) (*Image, error) {
@@ -181,6 +191,16 @@ func DecodeMeta(b []byte) (*Image, error) {
 		a := &p.Sigactions[i]
 		a.Handler, a.Flags, a.Restorer, a.Mask = d.u64(), d.u64(), d.u64(), d.u64()
 	}
+	p.Cwd = d.str()
+	p.Umask = d.u32()
+	for i := range p.Rlimits {
+		p.Rlimits[i] = Rlimit{Cur: d.u64(), Max: d.u64()}
+	}
+	for i := range p.Itimers {
+		t := &p.Itimers[i]
+		t.IntervalSec, t.IntervalUsec = int64(d.u64()), int64(d.u64())
+		t.ValueSec, t.ValueUsec = int64(d.u64()), int64(d.u64())
+	}
 	const threadSize = 4 + 8*8 + 5*8 + 4 + 4 + 8 + 8 + 4
 	im.Threads = make([]Thread, d.count("threads", MaxThreads, threadSize))
 	for i := range im.Threads {
@@ -201,7 +221,6 @@ func DecodeMeta(b []byte) (*Image, error) {
 		t.AltstackFlags = d.i32()
 	}
 	const areaSize = 8 + 8 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + 4 + 4
-	const runSize = 8 + 8 + 8 + 4
 	im.Areas = make([]Area, d.count("areas", MaxAreas, areaSize))
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -215,11 +234,32 @@ func DecodeMeta(b []byte) (*Image, error) {
 		a.Minor = d.u32()
 		a.Inode = d.u64()
 		a.Name = d.str()
-		a.Runs = make([]Run, d.count("runs", MaxRunCount, runSize))
-		for j := range a.Runs {
-			r := &a.Runs[j]
-			r.Page, r.Pages, r.FileOff, r.CRC = d.u64(), d.u64(), d.u64(), d.u32()
+		a.Runs = d.runs()
+	}
+	const fileSize = 4 + 4 + 4 + 1 + 1 + 8 + 8 + 4 + 8 + 8 + 4 + 4
+	im.Files = make([]File, d.count("files", MaxFiles, fileSize))
+	for i := range im.Files {
+		f := &im.Files[i]
+		f.FD = d.i32()
+		f.FDFlags = d.u32()
+		f.Flags = d.u32()
+		f.Kind = FileKind(d.u8())
+		switch d.u8() {
+		case 0:
+		case 1:
+			f.Deleted = true
+		default:
+			if d.err == nil {
+				d.err = corrupt("file %d has a bad deleted flag", i)
+			}
 		}
+		f.Offset = int64(d.u64())
+		f.Size = d.u64()
+		f.Mode = d.u32()
+		f.Dev = d.u64()
+		f.Ino = d.u64()
+		f.Path = d.str()
+		f.Runs = d.runs()
 	}
 	if d.err == nil && d.off != len(b) {
 		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
@@ -268,21 +308,49 @@ func (im *Image) Validate(dataEnd uint64) error {
 		if a.Kind.Special() && len(a.Runs) != 0 {
 			return corrupt("area %d (%s) carries data", i, a.Kind)
 		}
-		var nextPage uint64
-		for j, r := range a.Runs {
-			if r.Pages == 0 || r.Page < nextPage || r.Pages > a.Pages() || r.Page > a.Pages()-r.Pages {
-				return corrupt("area %d run %d covers pages %d+%d of %d", i, j, r.Page, r.Pages, a.Pages())
-			}
-			nextPage = r.Page + r.Pages
-			if r.FileOff != nextFile || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
-				return corrupt("area %d run %d has data at %#x (expected %#x, data ends at %#x)",
-					i, j, r.FileOff, nextFile, dataEnd)
-			}
-			nextFile += r.Len()
+		if err := checkRuns(a.Runs, a.Pages(), &nextFile, dataEnd); err != nil {
+			return corrupt("area %d: %v", i, err)
+		}
+	}
+	prevFD := int32(-1)
+	for i := range im.Files {
+		f := &im.Files[i]
+		if f.FD <= prevFD || f.FD > MaxFD {
+			return corrupt("file %d has descriptor %d after %d", i, f.FD, prevFD)
+		}
+		prevFD = f.FD
+		if f.Kind >= fileKindCount {
+			return corrupt("descriptor %d has unknown kind %d", f.FD, f.Kind)
+		}
+		if (f.Deleted && f.Kind != FileRegular) || (!f.Deleted && len(f.Runs) != 0) {
+			return corrupt("descriptor %d carries data but is not a deleted file", f.FD)
+		}
+		if f.Size > MaxUserAddr {
+			return corrupt("descriptor %d has size %d", f.FD, f.Size)
+		}
+		if err := checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, &nextFile, dataEnd); err != nil {
+			return corrupt("descriptor %d: %v", f.FD, err)
 		}
 	}
 	if nextFile != dataEnd {
 		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)
+	}
+	return nil
+}
+
+// checkRuns checks that runs lie in order inside pages pages and that their
+// data follows *nextFile back to back, below dataEnd; it advances *nextFile.
+func checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error {
+	var nextPage uint64
+	for j, r := range runs {
+		if r.Pages == 0 || r.Page < nextPage || r.Pages > pages || r.Page > pages-r.Pages {
+			return fmt.Errorf("run %d covers pages %d+%d of %d", j, r.Page, r.Pages, pages)
+		}
+		nextPage = r.Page + r.Pages
+		if r.FileOff != *nextFile || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
+			return fmt.Errorf("run %d has data at %#x (expected %#x, data ends at %#x)", j, r.FileOff, *nextFile, dataEnd)
+		}
+		*nextFile += r.Len()
 	}
 	return nil
 }
@@ -292,25 +360,37 @@ func (im *Image) Validate(dataEnd uint64) error {
 func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 	buf := make([]byte, 4<<20)
 	var total uint64
-	for i := range im.Areas {
-		a := &im.Areas[i]
-		for j, run := range a.Runs {
+	check := func(what string, runs []Run) error {
+		for _, run := range runs {
 			crc := uint32(0)
 			for off := uint64(0); off < run.Len(); {
 				n := min(uint64(len(buf)), run.Len()-off)
 				if _, err := r.ReadAt(buf[:n], int64(run.FileOff+off)); err != nil {
-					return fmt.Errorf("reading area %d run %d: %w", i, j, err)
+					return fmt.Errorf("reading the data of %s: %w", what, err)
 				}
 				crc = crc32Update(crc, buf[:n])
 				off += n
 				total += n
 			}
 			if crc != run.CRC {
-				return fmt.Errorf("%w in the pages of area %#x-%#x at file offset %#x", ErrChecksum, a.Start, a.End, run.FileOff)
+				return fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, what, run.FileOff)
 			}
 			if done != nil {
 				done(total)
 			}
+		}
+		return nil
+	}
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		if err := check(fmt.Sprintf("area %#x-%#x", a.Start, a.End), a.Runs); err != nil {
+			return err
+		}
+	}
+	for i := range im.Files {
+		f := &im.Files[i]
+		if err := check(fmt.Sprintf("descriptor %d", f.FD), f.Runs); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -93,7 +93,8 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //
 //	Process  arch u32, pageSize u32, pid i32, signal i32, created u64,
 //	         kernel str, exe str, name str, brk u64, 10 x MMLayout u64,
-//	         restoreInfo u64, 64 x Sigaction (4 x u64)
+//	         restoreInfo u64, 64 x Sigaction (4 x u64), cwd str,
+//	         umask u32, 16 x Rlimit (cur, max u64), 3 x Itimer (4 x u64)
 //	threads  count u32, then each Thread: tid i32, 8 registers u64,
 //	         fsBase, robustHead, robustLen, clearChildTID, rseqAddr u64,
 //	         rseqLen u32, rseqSig u32, altstackSP u64, altstackSize u64,
@@ -101,6 +102,9 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	areas    count u32, then each Area: start, end u64, prot u32, flags u32,
 //	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
 //	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
+//	files    count u32, then each File: fd i32, fdFlags u32, flags u32,
+//	         kind u8, deleted u8, offset u64, size u64, mode u32, dev u64,
+//	         ino u64, path str, runs (as for areas)
 //
 // A str is a u32 length and that many bytes.
 func EncodeMeta(im *Image) []byte {
@@ -124,6 +128,18 @@ func EncodeMeta(im *Image) []byte {
 		e.u64(a.Flags)
 		e.u64(a.Restorer)
 		e.u64(a.Mask)
+	}
+	e.str(p.Cwd)
+	e.u32(p.Umask)
+	for _, r := range p.Rlimits {
+		e.u64(r.Cur)
+		e.u64(r.Max)
+	}
+	for _, t := range p.Itimers {
+		e.u64(uint64(t.IntervalSec))
+		e.u64(uint64(t.IntervalUsec))
+		e.u64(uint64(t.ValueSec))
+		e.u64(uint64(t.ValueUsec))
 	}
 	e.u32(uint32(len(im.Threads)))
 	for i := range im.Threads {
@@ -156,15 +172,39 @@ func EncodeMeta(im *Image) []byte {
 		e.u32(a.Minor)
 		e.u64(a.Inode)
 		e.str(a.Name)
-		e.u32(uint32(len(a.Runs)))
-		for _, r := range a.Runs {
-			e.u64(r.Page)
-			e.u64(r.Pages)
-			e.u64(r.FileOff)
-			e.u32(r.CRC)
+		e.runs(a.Runs)
+	}
+	e.u32(uint32(len(im.Files)))
+	for i := range im.Files {
+		f := &im.Files[i]
+		e.i32(f.FD)
+		e.u32(f.FDFlags)
+		e.u32(f.Flags)
+		e.u8(uint8(f.Kind))
+		if f.Deleted {
+			e.u8(1)
+		} else {
+			e.u8(0)
 		}
+		e.u64(uint64(f.Offset))
+		e.u64(f.Size)
+		e.u32(f.Mode)
+		e.u64(f.Dev)
+		e.u64(f.Ino)
+		e.str(f.Path)
+		e.runs(f.Runs)
 	}
 	return e.b
+}
+
+func (e *encoder) runs(rs []Run) {
+	e.u32(uint32(len(rs)))
+	for _, r := range rs {
+		e.u64(r.Page)
+		e.u64(r.Pages)
+		e.u64(r.FileOff)
+		e.u32(r.CRC)
+	}
 }
 
 // fields lists the layout's addresses in prctl_mm_map order (brk aside).

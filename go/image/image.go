@@ -32,6 +32,7 @@ type Image struct {
 	Process Process
 	Threads []Thread // Threads[0] is the thread that took the checkpoint
 	Areas   []Area   // sorted by Start, not overlapping
+	Files   []File   // sorted by FD
 }
 
 // Process is process-wide state.
@@ -50,6 +51,60 @@ type Process struct {
 	RestoreInfo Addr
 	Signal      int32 // the trigger signal
 	Sigactions  [NSig]Sigaction
+	Cwd         string
+	Umask       uint32
+	Rlimits     [NRlimit]Rlimit // indexed by RLIMIT_* resource number
+	Itimers     [3]Itimer       // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+}
+
+// NRlimit is the number of resource limits saved (RLIMIT_CPU..RLIMIT_RTTIME).
+const NRlimit = 16
+
+// Rlimit is one resource limit; ^uint64(0) is RLIM_INFINITY.
+type Rlimit struct{ Cur, Max uint64 }
+
+// Itimer is a struct itimerval: the time left and the reload interval.
+type Itimer struct {
+	IntervalSec, IntervalUsec int64
+	ValueSec, ValueUsec       int64
+}
+
+// File is one open descriptor.
+type File struct {
+	FD      int32
+	FDFlags uint32 // FD_CLOEXEC
+	Flags   uint32 // file status flags and access mode (F_GETFL)
+	Kind    FileKind
+	Deleted bool   // a regular file unlinked while open; Runs hold its data
+	Offset  int64  // the file position, or -errno where there is none
+	Size    uint64 // st_size at checkpoint time
+	Mode    uint32 // st_mode
+	Dev     uint64
+	Ino     uint64
+	Path    string // as /proc/PID/fd/N names it, without " (deleted)"
+	Runs    []Run  // a deleted file's contents; pages not covered are zero
+}
+
+// FileKind says what a descriptor refers to.
+type FileKind uint8
+
+const (
+	FileRegular FileKind = iota
+	FileDirectory
+	FileCharDevice
+	FilePipe
+	FileSocket
+	FileOther // anon_inode (eventfd, epoll, ...), block devices
+	fileKindCount
+)
+
+var fileKindNames = [...]string{"regular", "directory", "chardev", "pipe", "socket", "other"}
+
+func (k FileKind) String() string {
+	if k < fileKindCount {
+		return fileKindNames[k]
+	}
+	return "unknown"
 }
 
 // NSig is the number of signals whose disposition is saved (1..64).
@@ -148,9 +203,14 @@ func (r Run) Len() uint64 { return r.Pages * PageSize }
 func (a *Area) Pages() uint64 { return uint64(a.End-a.Start) / PageSize }
 
 // StoredBytes is the number of page-data bytes in the image for this area.
-func (a *Area) StoredBytes() uint64 {
+func (a *Area) StoredBytes() uint64 { return runBytes(a.Runs) }
+
+// StoredBytes is the number of bytes of a deleted file's data in the image.
+func (f *File) StoredBytes() uint64 { return runBytes(f.Runs) }
+
+func runBytes(runs []Run) uint64 {
 	var n uint64
-	for _, r := range a.Runs {
+	for _, r := range runs {
 		n += r.Len()
 	}
 	return n

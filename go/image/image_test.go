@@ -35,13 +35,21 @@ func sample(t testing.TB) (*Image, []byte) {
 			{Start: 0x601000, End: 0x602000, Prot: ProtRead | ProtWrite, Kind: KindHeap, Name: "[heap]"},
 			{Start: 0x7fff0000, End: 0x7fff2000, Prot: ProtRead | ProtExec, Kind: KindVDSO, Name: "[vdso]"},
 		},
+		Files: []File{
+			{FD: 3, Flags: 0x401, Kind: FileRegular, Offset: 10, Size: 100, Path: "/tmp/log"},
+			{FD: 5, Kind: FileRegular, Deleted: true, Size: 5000, Path: "/tmp/scratch"},
+			{FD: 7, Kind: FilePipe, Offset: -29, Path: "pipe:[1234]"},
+		},
 	}
+	im.Process.Rlimits[7] = Rlimit{Cur: 1024, Max: 4096}
+	im.Process.Cwd = "/home/user"
+	im.Process.Itimers[0] = Itimer{ValueSec: 3}
 	f := &memFile{}
 	w := NewWriter(f)
 	page := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*PageSize) }
 	for _, x := range []struct {
 		area, page int
-		data []byte
+		data       []byte
 	}{{0, 0, page(1, 2)}, {0, 3, page(2, 1)}, {1, 0, page(3, 1)}} {
 		r, err := w.WritePages(x.data)
 		if err != nil {
@@ -50,6 +58,12 @@ func sample(t testing.TB) (*Image, []byte) {
 		r.Page = uint64(x.page)
 		im.Areas[x.area].Runs = append(im.Areas[x.area].Runs, r)
 	}
+	r, err := w.WritePages(page(4, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Page = 1
+	im.Files[1].Runs = []Run{r}
 	if _, err := w.Finish(im); err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +152,11 @@ func TestValidate(t *testing.T) {
 		{"vdso data", func(im *Image) { im.Areas[2].Runs = im.Areas[1].Runs }},
 		{"bad kind", func(im *Image) { im.Areas[1].Kind = 99 }},
 		{"bad prot", func(im *Image) { im.Areas[1].Prot = 8 }},
+		{"files unsorted", func(im *Image) { im.Files[0].FD = 6 }},
+		{"negative fd", func(im *Image) { im.Files[0].FD = -1 }},
+		{"file data not deleted", func(im *Image) { im.Files[1].Deleted = false }},
+		{"file run past size", func(im *Image) { im.Files[1].Runs[0].Page = 2 }},
+		{"bad file kind", func(im *Image) { im.Files[2].Kind = 42 }},
 	} {
 		t.Run(test.desc, func(t *testing.T) {
 			_, b := sample(t)
@@ -161,7 +180,8 @@ func TestDecodeMetaBounds(t *testing.T) {
 	meta := EncodeMeta(im)
 	// The thread count follows the fixed process part; find it by
 	// encoding with zero threads and patching the count.
-	idx := bytes.Index(meta, []byte{0, 0, 0, 0, 3, 0, 0, 0}) // threads=0, areas=3
+	// threads=0, areas=3, then the first area's start (0x400000).
+	idx := bytes.Index(meta, []byte{0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0x40, 0})
 	if idx < 0 {
 		t.Fatal("cannot find the thread count")
 	}

@@ -31,6 +31,8 @@ const (
 	MaxAreas    = 1 << 20
 	MaxString   = 4096
 	MaxRunCount = 1 << 26
+	MaxFiles    = 1 << 20
+	MaxFD       = 1<<30 - 1
 )
 
 // Protection bits, as mmap's PROT_*.

@@ -30,6 +30,17 @@ import (
 
 func main() {}
 
+// ckptGoReady is called by the shim's constructor; calling any exported Go
+// function waits until the runtime's package initialization is done.  Go's
+// syscall package raises the soft RLIMIT_NOFILE to the hard limit at init,
+// which the program never asked for: put back what it had.
+//
+//export ckptGoReady
+func ckptGoReady() {
+	lim := unix.Rlimit{Cur: uint64(C.ckpt_nofile.rlim_cur), Max: uint64(C.ckpt_nofile.rlim_max)}
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+}
+
 // config is read once at load time.
 type config struct {
 	dir   string // CKPT_DIR, default "."
@@ -90,7 +101,10 @@ func checkpoint(child int, cfg *config) {
 		logf(cfg, "ckpt: checkpoint failed: reading the captured state: %v\n", err)
 		return
 	}
-	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads}
+	if st.dropped > 0 {
+		logf(cfg, "ckpt: %d open descriptors beyond the first %d are not saved\n", st.dropped, len(st.files))
+	}
+	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))

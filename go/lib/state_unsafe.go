@@ -18,6 +18,8 @@ type captured struct {
 	captureNS int64
 	process   image.Process
 	threads   []image.Thread
+	files     []image.File // FD, flags and offset only
+	dropped   int          // descriptors beyond CK_MAX_FDS
 }
 
 // readState copies struct ck_state out of the snapshot child.  The parent's
@@ -49,6 +51,25 @@ func readState(child int) (*captured, error) {
 		p.Sigactions[i] = image.Sigaction{Handler: uint64(a.handler), Flags: uint64(a.flags),
 			Restorer: uint64(a.restorer), Mask: uint64(a.mask)}
 	}
+	for i := range p.Itimers {
+		it := &st.itimer[i]
+		p.Itimers[i] = image.Itimer{IntervalSec: int64(it.interval_sec), IntervalUsec: int64(it.interval_usec),
+			ValueSec: int64(it.value_sec), ValueUsec: int64(it.value_usec)}
+	}
+	wake := [2]int32{int32(C.ckpt_wake_fd[0]), int32(C.ckpt_wake_fd[1])}
+	for i := 0; i < int(st.nfds) && i < len(st.fds); i++ {
+		f := &st.fds[i]
+		if fd := int32(f.fd); fd == wake[0] || fd == wake[1] {
+			continue // the library's own pipe
+		}
+		file := image.File{FD: int32(f.fd), FDFlags: uint32(f.fd_flags),
+			Flags: uint32(f.status_flags), Offset: int64(f.offset)}
+		if f.size >= 0 {
+			file.Size = uint64(f.size)
+		}
+		c.files = append(c.files, file)
+	}
+	c.dropped = int(st.fds_dropped)
 	t := &st.thread
 	c.threads = []image.Thread{{
 		TID: int32(t.tid),

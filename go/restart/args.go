@@ -12,9 +12,10 @@ import (
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
 	argsVersion = 1
-	argsSize    = 2432 // sizeof(struct ck_restore_args)
+	argsSize    = 2544 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
+	fdSize      = 16   // sizeof(struct ck_restore_fd)
 )
 
 // plan is where the stub puts itself and its helpers in the new process.
@@ -29,7 +30,8 @@ type plan struct {
 }
 
 func argsBlobSize(im *image.Image) uint64 {
-	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize
+	// Room for a passed descriptor per saved one (0-2 are not passed).
+	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize
 	for i := range im.Areas {
 		n += uint64(len(im.Areas[i].Runs)) * runSize
 	}
@@ -42,7 +44,7 @@ func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
 func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
 // encodeArgs renders the blob the stub reads.
-func encodeArgs(im *image.Image, p *plan, imageFD int) []byte {
+func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte {
 	size := argsBlobSize(im)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
@@ -97,10 +99,21 @@ func encodeArgs(im *image.Image, p *plan, imageFD int) []byte {
 	for i := range im.Areas {
 		nruns += uint64(len(im.Areas[i].Runs))
 	}
+	areasOff := uint64(argsSize)
+	runsOff := areasOff + uint64(len(im.Areas))*areaSize
+	fdsOff := runsOff + nruns*runSize
 	w.u64(uint64(len(im.Areas)))
-	w.u64(argsSize)
+	w.u64(areasOff)
 	w.u64(nruns)
-	w.u64(argsSize + uint64(len(im.Areas))*areaSize)
+	w.u64(runsOff)
+	for _, t := range proc.Itimers {
+		w.u64(uint64(t.IntervalSec))
+		w.u64(uint64(t.IntervalUsec))
+		w.u64(uint64(t.ValueSec))
+		w.u64(uint64(t.ValueUsec))
+	}
+	w.u64(uint64(len(files)))
+	w.u64(fdsOff)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -122,5 +135,17 @@ func encodeArgs(im *image.Image, p *plan, imageFD int) []byte {
 			w.u64(r.FileOff)
 		}
 	}
+	for _, f := range files {
+		w.u32(uint32(f.from))
+		w.u32(uint32(f.to))
+		if f.cloexec {
+			w.u32(1)
+		} else {
+			w.u32(0)
+		}
+		w.u32(0)
+	}
+	// The blob was sized for every saved descriptor; 0-2 are not passed.
+	w.b = w.b[:cap(w.b)]
 	return w.b
 }

@@ -115,8 +115,12 @@ func checkHost(im *image.Image) error {
 }
 
 // Exec restores the image at path by executing the restore stub in this
-// process.  It returns only on failure.
-func Exec(path string) error {
+// process.  It returns only on failure.  warn reports what is restored
+// differently from how it was (one line each).
+func Exec(path string, warn func(string)) error {
+	if err := closeOnExecAll(); err != nil {
+		return err
+	}
 	im, fd, err := Load(path)
 	if err != nil {
 		return err
@@ -132,19 +136,36 @@ func Exec(path string) error {
 	if err != nil {
 		return bad("%w", err)
 	}
-	// The image descriptor must survive the exec; nothing else of ours
-	// should.
-	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+	files, err := reopenFiles(im, fdReader(fd), warn)
+	if err != nil {
 		return err
 	}
-	argsFD, err := memfd("ckpt-restore-args", 0, encodeArgs(im, &p, fd))
+	// Every descriptor the stub gets sits above every number it must
+	// fill, so that moving one into place never clobbers another.
+	base := 3
+	for _, f := range files {
+		base = max(base, f.to+1)
+	}
+	for i := range files {
+		if files[i].from, err = moveAbove(files[i].from, base); err != nil {
+			return err
+		}
+	}
+	if fd, err = moveAbove(fd, base); err != nil {
+		return err
+	}
+	argsFD, err := memfd("ckpt-restore-args", unix.MFD_CLOEXEC, encodeArgs(im, &p, fd, files))
 	if err != nil {
+		return err
+	}
+	if argsFD, err = moveAbove(argsFD, base); err != nil {
 		return err
 	}
 	stubFD, err := memfd("ckpt-restore", unix.MFD_CLOEXEC, stubELF)
 	if err != nil {
 		return err
 	}
+	applyProcessState(&im.Process, warn)
 	argv := []string{"ckpt-restore", strconv.Itoa(argsFD)}
 	err = unix.Exec("/proc/self/fd/"+strconv.Itoa(stubFD), argv, nil)
 	return fmt.Errorf("executing the restore stub: %w", err)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ckpt/ckpt/go/restart"
 )
@@ -21,7 +22,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: restart IMAGE")
 		os.Exit(2)
 	}
-	err := restart.Exec(os.Args[1])
+	path := os.Args[1]
+	// Under `bazel run`, the working directory is the runfiles tree; a
+	// relative path means one in the user's directory.
+	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
+		path = filepath.Join(wd, path)
+	}
+	err := restart.Exec(path, func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) })
 	fmt.Fprintf(os.Stderr, "restart: %q: %v\n", os.Args[1], err)
 	if errors.Is(err, restart.ErrBadImage) {
 		os.Exit(2)

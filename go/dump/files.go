@@ -1,0 +1,140 @@
+package dump
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ckpt/ckpt/go/image"
+	"golang.org/x/sys/unix"
+)
+
+// processState fills in the kernel state that the snapshot child shares
+// with the program and that does not change under it: the working
+// directory, the umask and the resource limits.
+func processState(child int, p *image.Process) error {
+	proc := fmt.Sprintf("/proc/%d", child)
+	cwd, err := readlink(proc + "/cwd")
+	if err != nil {
+		return fmt.Errorf("reading the working directory: %w", err)
+	}
+	p.Cwd = cwd
+	status, err := readSmall(proc + "/status")
+	if err != nil {
+		return err
+	}
+	p.Umask = 0o022
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("Umask:")); ok {
+			var u uint32
+			if _, err := fmt.Sscanf(strings.TrimSpace(string(v)), "%o", &u); err == nil {
+				p.Umask = u
+			}
+		}
+	}
+	for res := range p.Rlimits {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(child, res, nil, &lim); err != nil {
+			return fmt.Errorf("reading resource limit %d: %w", res, err)
+		}
+		p.Rlimits[res] = image.Rlimit{Cur: lim.Cur, Max: lim.Max}
+	}
+	return nil
+}
+
+// describeFile fills in what descriptor f.FD of the child refers to (f's
+// FD, flags, offset and size come from the signal handler), and
+// saves the contents of a regular file that was deleted while open: nothing
+// else could bring it back.
+func (s *source) describeFile(w *image.Writer, proc string, f *image.File) error {
+	link := fmt.Sprintf("%s/fd/%d", proc, f.FD)
+	target, err := rawReadlink(link)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(link, &st); err != nil {
+		return err
+	}
+	// f.Size was taken by the signal handler: the program has been
+	// running since, and st.Size may already count later writes.
+	f.Mode, f.Dev, f.Ino = st.Mode, st.Dev, st.Ino
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		f.Kind = image.FileRegular
+	case unix.S_IFDIR:
+		f.Kind = image.FileDirectory
+	case unix.S_IFCHR:
+		f.Kind = image.FileCharDevice
+	case unix.S_IFIFO:
+		f.Kind = image.FilePipe
+	case unix.S_IFSOCK:
+		f.Kind = image.FileSocket
+	default:
+		f.Kind = image.FileOther
+	}
+	// The kernel marks a path that no longer leads to the file.
+	if f.Kind == image.FileRegular && strings.HasPrefix(target, "/") && strings.HasSuffix(target, " (deleted)") {
+		f.Deleted = true
+		target = strings.TrimSuffix(target, " (deleted)")
+	}
+	f.Path = target
+	if !f.Deleted || f.Size == 0 {
+		return nil
+	}
+	fd, err := unix.Open(link, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the deleted file %q: %w", target, err)
+	}
+	defer unix.Close(fd)
+	buf := s.buf
+	for page := uint64(0); page*image.PageSize < f.Size; page += chunkPages {
+		n := min(uint64(len(buf)), f.Size-page*image.PageSize)
+		clear(buf[:pageRound(n)])
+		if err := preadFull(fd, buf[:n], int64(page*image.PageSize)); err != nil {
+			return fmt.Errorf("reading the deleted file %q: %w", target, err)
+		}
+		if f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pageRound(n uint64) uint64 { return (n + image.PageSize - 1) &^ (image.PageSize - 1) }
+
+// rawReadlink returns a link's target as the kernel gives it.
+func rawReadlink(path string) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlink(path, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// readSmall reads a small proc file with raw system calls.
+func readSmall(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 16<<10)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return buf[:n], nil
+}

@@ -1,0 +1,205 @@
+package restart
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ckpt/ckpt/go/image"
+	"golang.org/x/sys/unix"
+)
+
+// passedFD is a descriptor opened here that the stub moves to its number.
+type passedFD struct {
+	from, to int
+	cloexec  bool
+}
+
+// openFlags keeps the status flags open(2) can set again.
+const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DSYNC | unix.O_SYNC |
+	unix.O_DIRECT | unix.O_NOATIME | unix.O_LARGEFILE
+
+// safeDevices are character devices that mean the same on every machine.
+var safeDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/full": true,
+	"/dev/random": true, "/dev/urandom": true}
+
+// reopenFiles brings back the image's descriptors, other than 0, 1 and 2,
+// which are restart's own.  The policy (README, "Open files"):
+//   - a regular file is reopened by path at its offset.  It must still
+//     exist and be at least as long as at the checkpoint; bytes written
+//     after the checkpoint to a file open for writing are cut off, since
+//     the run that wrote them is the one being undone;
+//   - a file deleted while open is recreated, unlinked, from the image;
+//   - directories and harmless devices (/dev/null, ...) are reopened;
+//   - pipes, sockets, terminals and other kernel objects are replaced by
+//     /dev/null, with a warning.
+func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedFD, error) {
+	var out []passedFD
+	for i := range im.Files {
+		f := &im.Files[i]
+		if f.FD <= 2 {
+			continue
+		}
+		fd, err := reopen(f, img, warn)
+		if err != nil {
+			for _, p := range out {
+				unix.Close(p.from)
+			}
+			return nil, fmt.Errorf("descriptor %d (%q): %w", f.FD, f.Path, err)
+		}
+		out = append(out, passedFD{from: fd, to: int(f.FD), cloexec: f.FDFlags&unix.FD_CLOEXEC != 0})
+	}
+	return out, nil
+}
+
+func reopen(f *image.File, img io.ReaderAt, warn func(string)) (int, error) {
+	flags := int(f.Flags)&openFlags | unix.O_CLOEXEC
+	switch {
+	case f.Kind == image.FileRegular && f.Deleted:
+		return recreateDeleted(f, img, flags)
+	case f.Kind == image.FileRegular:
+		return reopenRegular(f, flags, warn)
+	case f.Kind == image.FileDirectory:
+		fd, err := unix.Open(f.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		seek(fd, f)
+		return fd, nil
+	case f.Kind == image.FileCharDevice && safeDevices[f.Path]:
+		return unix.Open(f.Path, flags, 0)
+	}
+	warn(fmt.Sprintf("descriptor %d (%s %s) cannot be restored; it is /dev/null now", f.FD, f.Kind, f.Path))
+	return unix.Open("/dev/null", flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
+}
+
+func reopenRegular(f *image.File, flags int, warn func(string)) (int, error) {
+	fd, err := unix.Open(f.Path, flags, 0)
+	if errors.Is(err, unix.EPERM) && flags&unix.O_NOATIME != 0 {
+		fd, err = unix.Open(f.Path, flags&^unix.O_NOATIME, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	size := uint64(st.Size)
+	if st.Ino != f.Ino || st.Dev != f.Dev {
+		warn(fmt.Sprintf("descriptor %d: %q is not the file it was at the checkpoint (it was replaced)", f.FD, f.Path))
+	}
+	switch {
+	case size < f.Size:
+		unix.Close(fd)
+		return -1, fmt.Errorf("the file is %d bytes, shorter than the %d it had at the checkpoint", size, f.Size)
+	case size > f.Size && f.Flags&unix.O_ACCMODE != unix.O_RDONLY:
+		if err := unix.Ftruncate(fd, int64(f.Size)); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("cutting off data written after the checkpoint: %w", err)
+		}
+		warn(fmt.Sprintf("descriptor %d: %q: removed %d bytes written after the checkpoint", f.FD, f.Path, size-f.Size))
+	}
+	seek(fd, f)
+	return fd, nil
+}
+
+// recreateDeleted makes an unlinked file with the saved contents, in the
+// directory the file was in when possible.
+func recreateDeleted(f *image.File, img io.ReaderAt, flags int) (int, error) {
+	dir := filepath.Dir(f.Path)
+	tmp, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	if err != nil {
+		tmp, err = unix.Open(os.TempDir(), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, f.Mode&0o777)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("recreating the deleted file: %w", err)
+	}
+	defer unix.Close(tmp)
+	buf := make([]byte, 1<<20)
+	for _, r := range f.Runs {
+		for off := uint64(0); off < r.Len(); {
+			n := min(uint64(len(buf)), r.Len()-off)
+			if _, err := img.ReadAt(buf[:n], int64(r.FileOff+off)); err != nil {
+				return -1, err
+			}
+			if _, err := unix.Pwrite(tmp, buf[:n], int64(r.Page*image.PageSize+off)); err != nil {
+				return -1, err
+			}
+			off += n
+		}
+	}
+	if err := unix.Ftruncate(tmp, int64(f.Size)); err != nil {
+		return -1, err
+	}
+	// Reopen through /proc for the original access mode and flags.
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(tmp), flags, 0)
+	if err != nil {
+		return -1, err
+	}
+	seek(fd, f)
+	return fd, nil
+}
+
+func seek(fd int, f *image.File) {
+	if f.Offset > 0 {
+		unix.Seek(fd, f.Offset, io.SeekStart)
+	}
+}
+
+// closeOnExecAll marks every descriptor above 2 close-on-exec, so that the
+// restored program gets only the descriptors it had (and restart's 0-2).
+func closeOnExecAll() error {
+	dir, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range dir {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
+	return nil
+}
+
+// moveAbove duplicates fd to the lowest free number >= base, without
+// close-on-exec, and closes the original.
+func moveAbove(fd, base int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD, base)
+	if err != nil {
+		return -1, err
+	}
+	unix.Close(fd)
+	return nfd, nil
+}
+
+// applyProcessState sets what survives exec: working directory, umask and
+// resource limits.
+func applyProcessState(p *image.Process, warn func(string)) {
+	if p.Cwd != "" {
+		if err := unix.Chdir(p.Cwd); err != nil {
+			warn(fmt.Sprintf("cannot return to the working directory %q (%v); staying in the current one", p.Cwd, err))
+		}
+	}
+	unix.Umask(int(p.Umask))
+	for res, r := range p.Rlimits {
+		lim := unix.Rlimit{Cur: r.Cur, Max: r.Max}
+		if err := unix.Setrlimit(res, &lim); err != nil {
+			var cur unix.Rlimit
+			if unix.Getrlimit(res, &cur) == nil && lim.Max > cur.Max {
+				// Raising a hard limit needs privilege: keep ours.
+				lim.Max = cur.Max
+				lim.Cur = min(lim.Cur, cur.Max)
+				if unix.Setrlimit(res, &lim) == nil {
+					warn(fmt.Sprintf("resource limit %d: hard limit %d kept (the image had %d)", res, cur.Max, r.Max))
+					continue
+				}
+			}
+			warn(fmt.Sprintf("resource limit %d cannot be restored: %v", res, err))
+		}
+	}
+}

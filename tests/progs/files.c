@@ -1,0 +1,140 @@
+/* files: kernel state beyond memory.  At start it moves into a directory of
+ * its own, sets a umask and a resource limit, opens a log (appending), an
+ * input file it reads one line per tick, a scratch file it then deletes, and
+ * a pipe, and starts an interval timer.  Every tick it checks all of it:
+ * the log holds exactly the ticks before this one (no duplicates after a
+ * restart), the input continues at the right line, the deleted file still
+ * has its contents, the directory, umask and limit are unchanged, and the
+ * timer is still firing.  Then it logs the tick. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include "tests/progs/ticker.h"
+
+static FILE *input;
+static int logfd, scratch, pipefd[2];
+static char wd[4096];
+static volatile sig_atomic_t alarms;
+static sig_atomic_t alarms_seen;
+static const char secret[] = "the scratch file's contents";
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
+
+static int check_log(unsigned long tick)
+{
+	char buf[16];
+	unsigned long want = 1, got;
+	FILE *f = fopen("log.txt", "r");
+
+	if (!f) {
+		printf("cannot read log.txt: %s\n", strerror(errno));
+		return 1;
+	}
+	while (fgets(buf, sizeof(buf), f)) {
+		got = strtoul(buf, NULL, 10);
+		if (got != want) {
+			printf("log.txt has %lu where %lu belongs\n", got, want);
+			fclose(f);
+			return 1;
+		}
+		want++;
+	}
+	fclose(f);
+	if (want != tick) {
+		printf("log.txt ends at %lu before tick %lu\n", want - 1, tick);
+		return 1;
+	}
+	return 0;
+}
+
+static int check(unsigned long tick)
+{
+	char line[32], buf[64], here[4096];
+	struct rlimit rl;
+	mode_t mask;
+
+	if (check_log(tick))
+		return 1;
+	if (!fgets(line, sizeof(line), input) || strtoul(line, NULL, 10) != tick * 3) {
+		printf("input.txt: line for tick %lu is wrong\n", tick);
+		return 1;
+	}
+	memset(buf, 0, sizeof(buf));
+	if (pread(scratch, buf, sizeof(secret), 1 << 20) != sizeof(secret) || strcmp(buf, secret) != 0) {
+		printf("the deleted scratch file lost its contents\n");
+		return 1;
+	}
+	if (!getcwd(here, sizeof(here)) || strcmp(here, wd) != 0) {
+		printf("working directory is %s, not %s\n", here, wd);
+		return 1;
+	}
+	mask = umask(027);
+	if (mask != 027) {
+		printf("umask is %o, not 027\n", (unsigned)mask);
+		return 1;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur != 200) {
+		printf("RLIMIT_NOFILE is %lu, not 200\n", (unsigned long)rl.rlim_cur);
+		return 1;
+	}
+	if (write(pipefd[1], "x", 1) < 0 && errno != EBADF) {
+		/* a replaced pipe may refuse writes, but never crashes us */
+	}
+	/* Most ticks end early because an alarm cut the sleep short; a
+	 * checkpoint request cuts one short too, so look over 5 ticks. */
+	if (tick % 5 == 0) {
+		if (tick > 5 && alarms == alarms_seen) {
+			printf("the interval timer stopped\n");
+			return 1;
+		}
+		alarms_seen = alarms;
+	}
+	dprintf(logfd, "%lu\n", tick);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct rlimit rl;
+	struct itimerval it = {{0, 50000}, {0, 50000}};
+	FILE *in;
+
+	if (mkdir("files.wd", 0755) && errno != EEXIST) {
+		printf("FAIL mkdir\n");
+		return 1;
+	}
+	if (chdir("files.wd") || !getcwd(wd, sizeof(wd))) {
+		printf("FAIL chdir\n");
+		return 1;
+	}
+	umask(027);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rl.rlim_cur = 200;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	in = fopen("input.txt", "w");
+	for (int i = 1; i <= 100000; i++)
+		fprintf(in, "%d\n", i * 3);
+	fclose(in);
+	input = fopen("input.txt", "r");
+	unlink("log.txt");
+	logfd = open("log.txt", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	scratch = open("scratch", O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (!input || logfd < 0 || scratch < 0 || pipe(pipefd)) {
+		printf("FAIL setting up files\n");
+		return 1;
+	}
+	pwrite(scratch, secret, sizeof(secret), 1 << 20);
+	unlink("scratch");
+	signal(SIGALRM, on_alarm);
+	setitimer(ITIMER_REAL, &it, NULL);
+	tick_loop(tick_ms(argc, argv), check);
+}
