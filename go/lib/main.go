@@ -43,7 +43,7 @@ func ckptGoReady() {
 
 // config is read once at load time.
 type config struct {
-	dir   string // CKPT_DIR, default "."
+	dir   string // CKPT_DIR, default the starting directory; absolute
 	quiet bool   // CKPT_QUIET=1
 	name  string // program name for image file names
 }
@@ -54,8 +54,10 @@ func init() {
 		return
 	}
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1", name: programName()}
-	if cfg.dir == "" {
-		cfg.dir = "."
+	// Relative to the directory the program started in, not to wherever
+	// it is when a checkpoint comes.
+	if wd, err := os.Getwd(); err == nil && !filepath.IsAbs(cfg.dir) {
+		cfg.dir = filepath.Join(wd, cfg.dir)
 	}
 	go coordinate(fd, &cfg)
 }

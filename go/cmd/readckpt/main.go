@@ -56,6 +56,22 @@ func run(path string) error {
 	for _, t := range im.Threads {
 		fmt.Fprintf(w, "thread:   tid %d rip %#x rsp %#x fs %#x\n", t.TID, t.RIP, t.RSP, t.FSBase)
 	}
+	fmt.Fprintf(w, "cwd:      %s (umask %04o)\n", p.Cwd, p.Umask)
+	for i, t := range p.Itimers {
+		if t.ValueSec != 0 || t.ValueUsec != 0 {
+			fmt.Fprintf(w, "itimer:   %s %d.%06ds left, every %d.%06ds\n", []string{"real", "virtual", "prof"}[i],
+				t.ValueSec, t.ValueUsec, t.IntervalSec, t.IntervalUsec)
+		}
+	}
+	fmt.Fprintf(w, "files:    %d\n", len(im.Files))
+	for i := range im.Files {
+		f := &im.Files[i]
+		deleted := ""
+		if f.Deleted {
+			deleted = fmt.Sprintf(" (deleted, %d bytes saved)", f.StoredBytes())
+		}
+		fmt.Fprintf(w, "fd %-4d  %-9s flags %#o offset %d size %d %s%s\n", f.FD, f.Kind, f.Flags, f.Offset, f.Size, f.Path, deleted)
+	}
 	var stored uint64
 	for i := range im.Areas {
 		stored += im.Areas[i].StoredBytes()
