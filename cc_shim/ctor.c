@@ -19,7 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "cc_shim/shim.h"
+#include "cc_shim/capture.h"
 
 int ckpt_wake_fd[2] = {-1, -1};
 int ck_trigger = SIGUSR2;
@@ -29,6 +29,7 @@ struct rlimit ckpt_nofile; /* RLIMIT_NOFILE before the Go runtime started */
 extern void ckptGoReady(void);
 
 void ck_handler(int sig, siginfo_t *si, void *uc);
+void ck_freeze_handler(int sig, siginfo_t *si, void *uc);
 
 static void ck_log(const char *msg)
 {
@@ -57,7 +58,8 @@ static int ck_parse_signal(const char *s)
 	n = strtol(s, &end, 10);
 	if (errno || *end || end == s || n < 1 || n > 64 || n == SIGKILL ||
 	    n == SIGSTOP || n == SIGSEGV || n == SIGBUS || n == SIGFPE ||
-	    n == SIGILL || n == SIGURG || n == SIGPROF || n == 32 || n == 33)
+	    n == SIGILL || n == SIGURG || n == SIGPROF || n == 32 || n == 33 ||
+	    n == CK_FREEZE_SIG)
 		return 0;
 	return (int)n;
 }
@@ -105,6 +107,14 @@ __attribute__((constructor)) static void ck_arm(void)
 	sigdelset(&sa.sa_mask, SIGILL);
 	if (sigaction(ck_trigger, &sa, NULL) != 0) {
 		ck_log("ckpt: cannot install the trigger handler\n");
+		return;
+	}
+	/* The freeze handler may run on any thread, Go's included: on the
+	 * thread's signal stack, and interrupting nothing that it would not
+	 * come back to. */
+	sa.sa_sigaction = ck_freeze_handler;
+	if (sigaction(CK_FREEZE_SIG, &sa, NULL) != 0) {
+		ck_log("ckpt: cannot install the freeze handler\n");
 		return;
 	}
 	sigemptyset(&set);

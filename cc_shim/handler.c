@@ -1,53 +1,57 @@
 /*
- * handler.c: the trigger signal's handler.
+ * handler.c: the trigger, the freeze, and the snapshot.
  *
  * Algorithm:
- *   1. Capture what the kernel holds outside memory and outside the signal
- *      frame (fs base, robust list, rseq, clear_child_tid, dispositions,
- *      brk, interval timers, descriptors' flags and offsets) into
- *      ckpt_state, with raw system calls only.
- *   2. Save a resume point.  A restore comes back here with 1 (step 5).
- *   3. Fork a copy-on-write snapshot child with a raw clone whose exit signal
- *      is 0: the program's own wait() and SIGCHLD never see it.  The child
- *      blocks every signal and sleeps until Go has copied it out and kills
- *      it.  This fork is the whole pause the program sees.
- *   4. Hand the child's PID to Go through a pipe and return.  Go writes the
- *      image from the child while the program runs on.
- *   5. After a restore: unmap the restore stub, then return; rt_sigreturn
- *      brings back every register, the FPU/AVX state and the signal mask
- *      from the kernel's frame, which the image kept on the stack.
+ *   1. The trigger signal's handler (any program thread) only writes a byte
+ *      into the wake pipe.  A Go goroutine locked to its own thread (the
+ *      coordinator) reads it and calls ckpt_snapshot, one cgo call.
+ *   2. ckpt_snapshot sends CK_FREEZE_SIG to every other thread, the Go
+ *      runtime's included, until a pass over /proc/self/task finds no new
+ *      one, and waits until all of them stopped in ck_freeze_handler.  Each
+ *      records its kernel state and resume point there and waits on a futex.
+ *      From here to the thaw only C runs: Go would wait on frozen threads.
+ *   3. The coordinator records process-wide state and its own point, forks a
+ *      copy-on-write snapshot child with a raw clone whose exit signal is 0
+ *      (the program's wait() and SIGCHLD never see it), and thaws.  The
+ *      program's pause is steps 2 and 3; Go writes the image from the child
+ *      while the program runs on.
+ *   4. After a restore every thread, the coordinator too, comes back out of
+ *      ck_save_point with 1: the restore stub recreated it with its TID and
+ *      jumped there.  The last one back unmaps the stub.  Threads then
+ *      return through rt_sigreturn, which restores every register, the
+ *      FPU/AVX state and the signal mask from the kernel's frame.
  *
- * Nothing here allocates, takes a lock or calls into Go: the signal may have
- * interrupted malloc, and the first Go callback on a C thread mallocs.
+ * Nothing here allocates, takes a lock or calls into Go.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
-#include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/rseq.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cc_shim/shim.h"
+#include "cc_shim/capture.h"
 
-#define ARCH_GET_FS 0x1003
-#define CK_RSEQ_LEN 32 /* the original struct rseq; glibc 2.36 registers this */
+/* How long ckpt_snapshot waits for all threads to stop. */
+#define CK_FREEZE_TIMEOUT_NS (5 * 1000000000LL)
 
 struct ck_state ckpt_state;
 struct ck_restore_info ckpt_restore_info;
+int64_t ckpt_pause_ns;
 
-extern int ck_trigger;
-static int ck_busy;	/* a snapshot is being written */
-static int ck_pending;	/* a trigger arrived meanwhile */
-static int ck_warned_restored;
+static int ck_busy;		/* a snapshot is being taken or written */
+static int ck_pending;		/* a trigger arrived meanwhile */
+static uint32_t ck_frozen;	/* threads stopped in ck_freeze_handler */
+static uint32_t ck_thaw;	/* bumped to release them */
+static uint32_t ck_slots;	/* next free ckpt_state.threads[] entry */
 
 void ck_handler(int sig, siginfo_t *si, void *uc);
+void ck_freeze_handler(int sig, siginfo_t *si, void *uc);
 
 static void ck_log(const char *msg)
 {
@@ -55,112 +59,143 @@ static void ck_log(const char *msg)
 	(void)r;
 }
 
-static void ck_capture_thread(struct ck_thread *t)
+static long ck_futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
-	stack_t ss;
-
-	syscall(SYS_arch_prctl, ARCH_GET_FS, &t->fs_base);
-	t->robust_head = 0;
-	t->robust_len = 0;
-	syscall(SYS_get_robust_list, 0, &t->robust_head, &t->robust_len);
-	t->clear_child_tid = 0;
-	syscall(SYS_prctl, PR_GET_TID_ADDRESS, &t->clear_child_tid);
-	t->rseq_addr = 0;
-	t->rseq_len = 0;
-	t->rseq_sig = 0;
-	if (__rseq_size > 0) {
-		t->rseq_addr = t->fs_base + __rseq_offset;
-		t->rseq_len = CK_RSEQ_LEN;
-		t->rseq_sig = RSEQ_SIG;
-	}
-	memset(&ss, 0, sizeof(ss));
-	syscall(SYS_sigaltstack, NULL, &ss);
-	t->altstack_sp = (uint64_t)ss.ss_sp;
-	t->altstack_size = ss.ss_size;
-	t->altstack_flags = ss.ss_flags & ~SS_ONSTACK;
-	t->tid = (int32_t)syscall(SYS_gettid);
+	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
 }
 
-/* ck_capture_fds lists the open descriptors from /proc/self/fd with raw
- * getdents64 (opendir would malloc) and records each one's flags and
- * offset. */
-static void ck_capture_fds(struct ck_state *st)
+static int64_t ck_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- 1: the trigger ----------------------------------------------------- */
+
+void ck_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	char c = 1;
+
+	(void)sig;
+	(void)si;
+	(void)uc;
+	__atomic_store_n(&ck_pending, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_exchange_n(&ck_busy, 1, __ATOMIC_SEQ_CST)) {
+		__atomic_store_n(&ck_pending, 0, __ATOMIC_SEQ_CST);
+		if (write(ckpt_wake_fd[1], &c, 1) != 1) {
+			__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
+			ck_log("ckpt: cannot wake the checkpoint writer; checkpoint skipped\n");
+		}
+	}
+	errno = saved_errno;
+}
+
+void ckpt_finish(void)
+{
+	__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&ck_pending, 0, __ATOMIC_SEQ_CST))
+		syscall(SYS_kill, syscall(SYS_getpid), ck_trigger);
+}
+
+/* ---- 2: the freeze -------------------------------------------------------- */
+
+/* ck_resumed runs in every thread of a freshly restored process. */
+static void ck_resumed(void)
+{
+	struct ck_restore_info *ri = &ckpt_restore_info;
+
+	if (__atomic_add_fetch(&ri->resumed, 1, __ATOMIC_SEQ_CST) != ri->nthreads)
+		return;
+	/* Every thread is off the stub's stacks now. */
+	if (ri->stub_len != 0)
+		syscall(SYS_munmap, ri->stub_start, ri->stub_len);
+	if (ri->stacks_len != 0)
+		syscall(SYS_munmap, ri->stacks_start, ri->stacks_len);
+}
+
+void ck_freeze_handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	uint32_t gen = __atomic_load_n(&ck_thaw, __ATOMIC_SEQ_CST);
+	uint32_t slot;
+
+	(void)sig;
+	(void)uc;
+	if (si->si_code != SI_TKILL || si->si_pid != ckpt_state.pid)
+		goto out; /* not sent by ckpt_snapshot */
+	slot = __atomic_fetch_add(&ck_slots, 1, __ATOMIC_SEQ_CST);
+	if (slot < CK_MAX_THREADS) {
+		ck_capture_thread(&ckpt_state.threads[slot]);
+		if (ck_save_point(&ckpt_state.threads[slot].point)) {
+			ck_resumed();
+			goto out;
+		}
+	}
+	__atomic_add_fetch(&ck_frozen, 1, __ATOMIC_SEQ_CST);
+	ck_futex(&ck_frozen, FUTEX_WAKE_PRIVATE, 1, NULL);
+	while (__atomic_load_n(&ck_thaw, __ATOMIC_SEQ_CST) == gen)
+		ck_futex(&ck_thaw, FUTEX_WAIT_PRIVATE, gen, NULL);
+out:
+	errno = saved_errno;
+}
+
+/* ck_signal_new signals every thread of /proc/self/task that is not the
+ * caller and not in sent[]; it returns how many it signalled, or -errno. */
+static int ck_signal_new(int pid, int self, int32_t *sent, int *nsent)
 {
 	static char buf[4096];
-	struct stat sb;
 	long dir, n;
+	int added = 0;
 
-	st->nfds = 0;
-	st->fds_dropped = 0;
-	dir = syscall(SYS_open, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir = syscall(SYS_open, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0)
-		return;
+		return -errno;
 	while ((n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
 		for (long off = 0; off < n;) {
-			struct ck_dirent {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (struct ck_dirent *)(buf + off);
-			int fd = 0;
-			const char *c = d->name;
+			struct ck_dirent *d = (struct ck_dirent *)(buf + off);
+			int tid = ck_dirent_number(d), i;
 
 			off += d->reclen;
-			if (*c < '0' || *c > '9')
+			if (tid <= 0 || tid == self)
 				continue;
-			for (; *c >= '0' && *c <= '9'; c++)
-				fd = fd * 10 + (*c - '0');
-			if (fd == dir)
+			for (i = 0; i < *nsent && sent[i] != tid; i++)
+				;
+			if (i < *nsent)
 				continue;
-			if (st->nfds == CK_MAX_FDS) {
-				st->fds_dropped++;
-				continue;
+			if (*nsent == CK_MAX_THREADS - 1) {
+				syscall(SYS_close, dir);
+				return -E2BIG;
 			}
-			struct ck_fd *f = &st->fds[st->nfds++];
-			f->fd = fd;
-			f->fd_flags = (int32_t)syscall(SYS_fcntl, fd, F_GETFD);
-			f->status_flags = (int32_t)syscall(SYS_fcntl, fd, F_GETFL);
-			f->offset = syscall(SYS_lseek, fd, 0L, SEEK_CUR);
-			if (f->offset < 0)
-				f->offset = -errno;
-			/* The size now, before the program writes more. */
-			f->size = syscall(SYS_fstat, fd, &sb) == 0 ? sb.st_size : -errno;
+			if (syscall(SYS_tgkill, pid, tid, CK_FREEZE_SIG) == 0) {
+				sent[(*nsent)++] = tid;
+				added++;
+			}
 		}
 	}
 	syscall(SYS_close, dir);
+	return added;
 }
 
-static void ck_capture(struct ck_state *st, int sig)
+/* ck_wait_frozen waits until n threads are stopped. */
+static int ck_wait_frozen(uint32_t n, int64_t deadline)
 {
-	struct timespec ts;
-	int i;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	st->capture_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-	st->brk = (uint64_t)syscall(SYS_brk, 0);
-	st->pid = (int32_t)syscall(SYS_getpid);
-	st->signo = sig;
-	for (i = 0; i < CK_NSIG; i++) {
-		memset(&st->act[i], 0, sizeof(st->act[i]));
-		syscall(SYS_rt_sigaction, i + 1, NULL, &st->act[i], 8);
+	for (;;) {
+		uint32_t f = __atomic_load_n(&ck_frozen, __ATOMIC_SEQ_CST);
+		struct timespec ts = {0, 50 * 1000000};
+		if (f >= n)
+			return 0;
+		if (ck_now() > deadline)
+			return -ETIMEDOUT;
+		ck_futex(&ck_frozen, FUTEX_WAIT_PRIVATE, f, &ts);
 	}
-	for (i = 0; i < 3; i++) {
-		struct itimerval it;
-		memset(&it, 0, sizeof(it));
-		syscall(SYS_getitimer, i, &it);
-		st->itimer[i].interval_sec = it.it_interval.tv_sec;
-		st->itimer[i].interval_usec = it.it_interval.tv_usec;
-		st->itimer[i].value_sec = it.it_value.tv_sec;
-		st->itimer[i].value_usec = it.it_value.tv_usec;
-	}
-	ck_capture_fds(st);
-	ck_capture_thread(&st->thread);
 }
+
+/* ---- 3: the snapshot ------------------------------------------------------- */
 
 /* ck_snapshot_child runs in the copy-on-write child.  Its memory is the
- * image; it must not change it, so it only sleeps. */
+ * image; it must not change it, so it only sleeps until Go kills it. */
 static void ck_snapshot_child(pid_t parent)
 {
 	uint64_t all = ~0ULL;
@@ -173,67 +208,52 @@ static void ck_snapshot_child(pid_t parent)
 		syscall(SYS_pause);
 }
 
-/* ck_resumed runs once in a freshly restored process. */
-static void ck_resumed(void)
+int ckpt_snapshot(void)
 {
-	if (ckpt_restore_info.stub_len != 0)
-		syscall(SYS_munmap, ckpt_restore_info.stub_start,
-			ckpt_restore_info.stub_len);
-	ckpt_restore_info.stub_start = 0;
-	ckpt_restore_info.stub_len = 0;
-}
+	static int32_t sent[CK_MAX_THREADS];
+	struct ck_state *st = &ckpt_state;
+	int pid = (int)syscall(SYS_getpid), self = (int)syscall(SYS_gettid);
+	int nsent = 0, rc, added, pass;
+	uint32_t gen = __atomic_load_n(&ck_thaw, __ATOMIC_SEQ_CST), slot;
+	int64_t start = ck_now();
 
-void ck_handler(int sig, siginfo_t *si, void *uc)
-{
-	int saved_errno = errno;
-	pid_t pid, child;
-
-	(void)si;
-	(void)uc;
-	if (ckpt_restore_info.generation != 0) {
-		if (!ck_warned_restored) {
-			ck_warned_restored = 1;
-			ck_log("ckpt: checkpointing a restarted process is not supported yet; request ignored\n");
+	st->pid = pid;
+	__atomic_store_n(&ck_frozen, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&ck_slots, 0, __ATOMIC_SEQ_CST);
+	/* Threads may be created while we look: repeat until a pass finds
+	 * none that was not already stopped. */
+	for (pass = 0;; pass++) {
+		added = ck_signal_new(pid, self, sent, &nsent);
+		if (added < 0) {
+			rc = added;
+			goto thaw;
 		}
-		goto out;
+		rc = ck_wait_frozen((uint32_t)nsent, start + CK_FREEZE_TIMEOUT_NS);
+		if (rc != 0)
+			goto thaw;
+		if (added == 0 && pass > 0)
+			break;
 	}
-	__atomic_store_n(&ck_pending, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_exchange_n(&ck_busy, 1, __ATOMIC_SEQ_CST))
-		goto out; /* ckpt_finish raises it again */
-	__atomic_store_n(&ck_pending, 0, __ATOMIC_SEQ_CST);
-
-	pid = (pid_t)syscall(SYS_getpid);
-	if (syscall(SYS_gettid) != pid) {
-		/* Only the main thread is captured: pass the request on. */
-		__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
-		syscall(SYS_tgkill, pid, pid, sig);
-		goto out;
-	}
-
-	ck_capture(&ckpt_state, sig);
-	if (ck_save_point(&ckpt_state.thread.point)) {
+	ck_capture_process(st, ck_trigger);
+	st->capture_ns = start;
+	slot = __atomic_fetch_add(&ck_slots, 1, __ATOMIC_SEQ_CST);
+	ck_capture_thread(&st->threads[slot]);
+	st->threads[slot].flags = CK_THREAD_COORDINATOR;
+	st->nthreads = slot + 1;
+	if (ck_save_point(&st->threads[slot].point)) {
 		ck_resumed();
-		goto out;
+		return 0;
 	}
-	child = (pid_t)syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
-	if (child == 0)
+	rc = (int)syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
+	if (rc == 0)
 		ck_snapshot_child(pid);
-	if (child < 0 ||
-	    write(ckpt_wake_fd[1], &child, sizeof(child)) != sizeof(child)) {
-		ck_log("ckpt: cannot start a snapshot; checkpoint skipped\n");
-		if (child > 0)
-			syscall(SYS_kill, child, SIGKILL);
-		__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
-	}
-out:
-	errno = saved_errno;
-}
-
-void ckpt_finish(void)
-{
-	__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
-	if (__atomic_exchange_n(&ck_pending, 0, __ATOMIC_SEQ_CST))
-		syscall(SYS_kill, syscall(SYS_getpid), ck_trigger);
+	if (rc < 0)
+		rc = -errno;
+thaw:
+	__atomic_store_n(&ck_thaw, gen + 1, __ATOMIC_SEQ_CST);
+	ck_futex(&ck_thaw, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	ckpt_pause_ns = ck_now() - start;
+	return rc;
 }
 
 uint32_t ckpt_restored(void)

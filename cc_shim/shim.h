@@ -2,9 +2,9 @@
  * shim.h: state shared between the C signal shim and the Go side of
  * libckpt.so.
  *
- * The shim fills struct ck_state inside the trigger signal's handler, using
- * only async-signal-safe system calls, then forks a copy-on-write snapshot
- * child.  Go reads the struct back out of the snapshot child's memory
+ * The shim fills struct ck_state while every thread is stopped in its
+ * freeze handler, using only raw system calls, then forks a copy-on-write
+ * snapshot child.  Go reads the struct back out of the snapshot child's memory
  * (/proc/CHILD/mem at &ckpt_state), so a second trigger that rewrites the
  * parent's copy can never tear the image being written.
  *
@@ -45,6 +45,8 @@ struct ck_point {
 };
 
 /* Per-thread kernel state that the signal frame does not carry. */
+#define CK_THREAD_COORDINATOR 1 /* the thread that forked the snapshot */
+
 struct ck_thread {
 	struct ck_point point;
 	uint64_t fs_base;
@@ -58,7 +60,12 @@ struct ck_thread {
 	uint64_t altstack_size;
 	int32_t altstack_flags;
 	int32_t tid;
+	char name[16]; /* PR_GET_NAME */
+	uint32_t flags;
+	uint32_t pad;
 };
+
+#define CK_MAX_THREADS 512
 
 /* An open descriptor.  Its offset must be read at the moment of the
  * snapshot: the snapshot child shares open file descriptions with the
@@ -87,7 +94,9 @@ struct ck_state {
 	int32_t pid;
 	int32_t signo; /* the trigger signal */
 	struct ck_sigaction act[CK_NSIG]; /* act[i] is signal i+1 */
-	struct ck_thread thread;
+	uint32_t nthreads;
+	uint32_t pad;
+	struct ck_thread threads[CK_MAX_THREADS];
 	struct ck_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
 	uint32_t nfds;
 	uint32_t fds_dropped; /* open descriptors beyond CK_MAX_FDS */
@@ -99,11 +108,18 @@ struct ck_state {
 struct ck_restore_info {
 	uint64_t stub_start; /* the stub's own mapping, unmapped by the shim */
 	uint64_t stub_len;
+	uint64_t stacks_start; /* the stub's thread stacks, unmapped too */
+	uint64_t stacks_len;
 	int32_t pid; /* the restored process's PID */
 	uint32_t generation; /* how many restores this process has been through */
+	uint32_t nthreads; /* threads the stub started */
+	uint32_t resumed; /* threads back in the shim; the last one unmaps */
 };
 
 extern struct ck_state ckpt_state;
+
+/* How long the last ckpt_snapshot kept the program stopped. */
+extern int64_t ckpt_pause_ns;
 extern struct ck_restore_info ckpt_restore_info;
 
 /* RLIMIT_NOFILE as the program had it before the Go runtime started. */
@@ -112,9 +128,17 @@ extern struct rlimit ckpt_nofile;
 /* The pipe the handler writes a snapshot child's PID into; Go reads it. */
 extern int ckpt_wake_fd[2];
 
+/* ckpt_snapshot freezes every other thread, captures the process into
+ * ckpt_state, forks the snapshot child and thaws.  It returns the child's
+ * PID; 0 when it returns in a restored process; -errno on failure. */
+int ckpt_snapshot(void);
+
 /* ckpt_finish is called by Go when it is done with a snapshot: it allows the
  * next checkpoint and, if a trigger arrived meanwhile, raises it again. */
 void ckpt_finish(void);
+
+/* The signal that stops threads for a snapshot. */
+#define CK_FREEZE_SIG 63
 
 /* ckpt_restored reports how many restores this process has been through. */
 uint32_t ckpt_restored(void);

@@ -7,8 +7,9 @@
  * go/restart/args.go encodes this layout; its test compares the offsets.
  *
  * Blob layout: struct ck_restore_args, then nareas struct ck_restore_area at
- * areas_off, nruns struct ck_restore_run at runs_off and nfds struct
- * ck_restore_fd at fds_off.  All offsets are
+ * areas_off, nruns struct ck_restore_run at runs_off, nfds struct
+ * ck_restore_fd at fds_off and nthreads struct ck_restore_thread at
+ * threads_off.  All offsets are
  * from the start of the blob; the blob is mapped at args_addr.
  */
 #ifndef CKPT_LINKER_CK_RESTORE_H_
@@ -67,7 +68,8 @@ struct ck_restore_sigaction {
 };
 
 struct ck_restore_thread {
-	/* Resume point; the same order as struct ck_point in cc_shim/shim.h. */
+	/* Resume point; the same order as struct ck_point in cc_shim/shim.h.
+	 * ck_resume in start_amd64.S reads these first eight fields. */
 	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
 	uint64_t fs_base;
 	uint64_t robust_head;
@@ -79,7 +81,8 @@ struct ck_restore_thread {
 	uint64_t altstack_sp;
 	uint64_t altstack_size;
 	int32_t altstack_flags;
-	int32_t pad;
+	int32_t tid;
+	char name[16];
 };
 
 /* struct prctl_mm_map from linux/prctl.h. */
@@ -117,7 +120,6 @@ struct ck_restore_args {
 	struct ck_mm_map mm;
 	char comm[16];
 	struct ck_restore_sigaction act[64];
-	struct ck_restore_thread thread;
 	uint64_t nareas;
 	uint64_t areas_off;
 	uint64_t nruns;
@@ -125,18 +127,25 @@ struct ck_restore_args {
 	struct ck_restore_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
 	uint64_t nfds;
 	uint64_t fds_off;
+	int32_t pid;		/* the process's PID: its first thread's TID */
+	uint32_t pid_ns_init;	/* 1: we are PID 1 of a new PID namespace */
+	uint64_t nthreads;	/* all threads, the one with TID pid included */
+	uint64_t threads_off;	/* struct ck_restore_thread[nthreads] */
+	uint64_t stacks_addr;	/* CK_THREAD_STACK bytes per thread */
+	uint64_t stacks_len;
 };
+
+#define CK_THREAD_STACK 16384
 
 /* go/restart/args.go writes these layouts field by field; a change here
  * without one there fails the build. */
 _Static_assert(sizeof(struct ck_restore_area) == 48, "ck_restore_area layout");
 _Static_assert(sizeof(struct ck_restore_run) == 24, "ck_restore_run layout");
-_Static_assert(sizeof(struct ck_restore_thread) == 136, "ck_restore_thread layout");
+_Static_assert(sizeof(struct ck_restore_thread) == 152, "ck_restore_thread layout");
 _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
-_Static_assert(__builtin_offsetof(struct ck_restore_args, thread) == 2264, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
-_Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2432, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2544, "ck_restore_args layout");
+_Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2296, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2448, "ck_restore_args layout");
 
 #endif /* CKPT_LINKER_CK_RESTORE_H_ */

@@ -48,6 +48,37 @@ ck_resume:
 	jmpq	*%rdx
 	.size	ck_resume, .-ck_resume
 
+/* ck_clone3_thread(args, size, fn, arg): clone3 a thread that starts on
+ * the stack in args and calls fn(arg); the caller gets the new TID. */
+	.globl	ck_clone3_thread
+	.hidden	ck_clone3_thread
+	.type	ck_clone3_thread, @function
+ck_clone3_thread:
+	movq	%rdx, %r8		/* fn: kept across the syscall */
+	movq	%rcx, %r9		/* arg */
+	movl	$435, %eax		/* SYS_clone3 */
+	syscall
+	testq	%rax, %rax
+	jnz	1f
+	/* The new thread, on its own stack. */
+	xorl	%ebp, %ebp
+	movq	%r9, %rdi
+	andq	$-16, %rsp
+	callq	*%r8
+	hlt
+1:	ret
+	.size	ck_clone3_thread, .-ck_clone3_thread
+
+/* ck_sigreturn: the restorer for ck_init's own signal handlers. */
+	.globl	ck_sigreturn
+	.hidden	ck_sigreturn
+	.type	ck_sigreturn, @function
+ck_sigreturn:
+	movl	$15, %eax		/* SYS_rt_sigreturn */
+	syscall
+	hlt
+	.size	ck_sigreturn, .-ck_sigreturn
+
 	.bss
 	.balign	16
 	.globl	ck_stack_top

@@ -3,6 +3,8 @@
  * address (stub.lds) that turns itself into the checkpointed process.
  *
  * Algorithm:
+ *   0. As PID 1 of a new PID namespace: mount /proc, fork the process with
+ *      its original PID, and stay behind forwarding signals (ck_init).
  *   1. Read struct ck_restore_args from the descriptor named by argv[1] and
  *      map the whole blob where the front end said.
  *   2. If the image needs the stub's own addresses, copy the stub to
@@ -13,9 +15,9 @@
  *   4. Map every memory area of the image and read its stored pages.
  *   5. Move the parked vDSO pieces to the image's vDSO addresses: glibc
  *      cached pointers into the old ones.
- *   6. Restore the mm layout (brk) with PR_SET_MM_MAP, the name, every
- *      signal disposition, then the thread: sigaltstack, robust list, rseq,
- *      clear_child_tid.
+ *   6. Restore the mm layout (brk) with PR_SET_MM_MAP, the name and every
+ *      signal disposition; recreate every other thread with clone3 and its
+ *      TID; each sets its sigaltstack, robust list, rseq and name and waits.
  *   7. Tell the restored library where the stub is, move the descriptors
  *      the front end opened to their numbers, close ours, start the
  *      interval timers, set the fs base and jump into the saved point.
@@ -46,6 +48,12 @@
 #define SYS_mremap 25
 #define SYS_setitimer 38
 #define SYS_getpid 39
+#define SYS_wait4 61
+#define SYS_kill 62
+#define SYS_mount 165
+#define SYS_futex 202
+#define SYS_clone3 435
+#define SYS_close_range 436
 #define SYS_sigaltstack 131
 #define SYS_prctl 157
 #define SYS_arch_prctl 158
@@ -72,6 +80,24 @@
 #define PR_SET_MM_MAP 14
 #define ARCH_SET_FS 0x1002
 #define O_CLOEXEC 02000000
+#define SIGCHLD 17
+#define MS_NOSUID 2
+#define MS_NODEV 4
+#define MS_NOEXEC 8
+#define MS_REC 16384
+#define MS_PRIVATE (1 << 18)
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
+#define WALL 0x40000000
+#define CLONE_VM 0x100
+#define CLONE_FS 0x200
+#define CLONE_FILES 0x400
+#define CLONE_SIGHAND 0x800
+#define CLONE_THREAD 0x10000
+#define CLONE_SYSVSEM 0x40000
+#define CLONE_SETTLS 0x80000
+#define CLONE_CHILD_CLEARTID 0x200000
+#define SA_RESTORER 0x04000000
 #define EINTR 4
 #define PAGE 4096UL
 #define MAX_MAPS 256
@@ -91,6 +117,10 @@ void ck_main_moved(struct ck_restore_args *a) __attribute__((noreturn, visibilit
 void ck_switch(void (*entry)(struct ck_restore_args *), void *stack, struct ck_restore_args *a)
 	__attribute__((noreturn, visibility("hidden")));
 void ck_resume(const struct ck_restore_thread *t) __attribute__((noreturn, visibility("hidden")));
+long ck_clone3_thread(void *args, uint64_t size, void (*fn)(const struct ck_restore_thread *),
+		      const struct ck_restore_thread *arg) __attribute__((visibility("hidden")));
+void ck_sigreturn(void) __attribute__((visibility("hidden")));
+void ck_thread_main(const struct ck_restore_thread *src) __attribute__((noreturn, visibility("hidden")));
 extern char ck_stack_top[] __attribute__((visibility("hidden")));
 
 static struct ck_restore_args *ck_load_args(uint64_t *sp);
@@ -104,7 +134,9 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 static void ck_restore_vdso(const struct ck_restore_args *a);
 static void ck_restore_mm(const struct ck_restore_args *a);
 static void ck_restore_signals(const struct ck_restore_args *a);
-static void ck_restore_thread(const struct ck_restore_args *a);
+static void ck_restore_thread(const struct ck_restore_thread *t);
+static void ck_init(const struct ck_restore_args *a);
+static void ck_start_threads(const struct ck_restore_args *a);
 static void ck_restore_files(const struct ck_restore_args *a);
 static void ck_restore_timers(const struct ck_restore_args *a);
 static void ck_finish(const struct ck_restore_args *a) __attribute__((noreturn));
@@ -480,10 +512,11 @@ static void ck_restore_signals(const struct ck_restore_args *a)
 	}
 }
 
-static void ck_restore_thread(const struct ck_restore_args *a)
+/* ck_restore_thread sets the calling thread's kernel state; the fs base
+ * and clear_child_tid come with clone3 (or later, for the first thread). */
+static void ck_restore_thread(const struct ck_restore_thread *t)
 {
-	const struct ck_restore_thread *t = &a->thread;
-	long rc, tid;
+	long rc;
 
 	if (t->altstack_sp != 0 || t->altstack_flags != 0) {
 		struct { uint64_t sp; int32_t flags; int32_t pad; uint64_t size; } ss = {
@@ -502,24 +535,162 @@ static void ck_restore_thread(const struct ck_restore_args *a)
 		if (rc != 0)
 			ck_fail("registering rseq", rc);
 	}
-	tid = ck_sys(SYS_set_tid_address, t->clear_child_tid, 0, 0, 0, 0, 0);
-	/* glibc caches the thread's TID at its clear_child_tid address
-	 * (struct pthread.tid); raise() and mutexes use it. */
-	if (t->clear_child_tid != 0)
-		*(volatile int32_t *)t->clear_child_tid = (int32_t)tid;
+	ck_sys(SYS_prctl, PR_SET_NAME, t->name, 0, 0, 0, 0);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+static uint32_t ck_ready; /* threads created and set up */
+static uint32_t ck_go;    /* 1: every thread may resume */
+
+static void ck_futex_wait(uint32_t *w, uint32_t val)
+{
+	ck_sys(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, 0, 0, 0);
+}
+
+static void ck_futex_wake(uint32_t *w)
+{
+	ck_sys(SYS_futex, w, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
+}
+
+/* ck_thread_main runs first in every thread but the first, on its own small
+ * stack.  It copies its state out of the argument blob, which the first
+ * thread unmaps once all are ready. */
+void ck_thread_main(const struct ck_restore_thread *src)
+{
+	struct ck_restore_thread t = *src;
+
+	ck_restore_thread(&t);
+	__atomic_add_fetch(&ck_ready, 1, __ATOMIC_SEQ_CST);
+	ck_futex_wake(&ck_ready);
+	while (!__atomic_load_n(&ck_go, __ATOMIC_SEQ_CST))
+		ck_futex_wait(&ck_go, 0);
+	ck_resume(&t);
+}
+
+struct ck_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		set_tid, set_tid_size, cgroup;
+};
+
+/* ck_start_threads recreates every thread but the first with its TID.
+ * They wait until all exist: a resumed Go thread may at once signal
+ * another (preemption), which must be there. */
+static void ck_start_threads(const struct ck_restore_args *a)
+{
+	const struct ck_restore_thread *threads =
+		(const struct ck_restore_thread *)((const char *)a + a->threads_off);
+	uint32_t started = 0, ready;
+	long p;
+
+	if (a->nthreads > 1) {
+		p = ck_sys(SYS_mmap, a->stacks_addr, a->stacks_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p != (long)a->stacks_addr)
+			ck_fail("mapping thread stacks", p);
+	}
+	for (uint64_t i = 0; i < a->nthreads; i++) {
+		const struct ck_restore_thread *t = &threads[i];
+		uint64_t tid = (uint64_t)t->tid;
+		struct ck_clone_args ca;
+
+		if (t->tid == a->pid)
+			continue;
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+			   CLONE_SETTLS | (t->clear_child_tid ? CLONE_CHILD_CLEARTID : 0);
+		ca.child_tid = t->clear_child_tid;
+		ca.stack = a->stacks_addr + (uint64_t)started * CK_THREAD_STACK;
+		ca.stack_size = CK_THREAD_STACK;
+		ca.tls = t->fs_base;
+		ca.set_tid = (uint64_t)&tid;
+		ca.set_tid_size = 1;
+		p = ck_clone3_thread(&ca, sizeof(ca), ck_thread_main, t);
+		if (p != t->tid)
+			ck_fail("recreating a thread with its TID", p);
+		started++;
+	}
+	while ((ready = __atomic_load_n(&ck_ready, __ATOMIC_SEQ_CST)) != started)
+		ck_futex_wait(&ck_ready, ready);
+}
+
+/* ---- PID 1 ---------------------------------------------------------------- */
+
+static int32_t ck_leader_pid; /* in ck_init: the restored process */
+
+static void ck_forward(int sig)
+{
+	ck_sys(SYS_kill, ck_leader_pid, sig, 0, 0, 0, 0);
+}
+
+/* ck_init runs as PID 1 of the new PID namespace.  It mounts a /proc that
+ * shows this namespace, forks the process-to-be with its original PID
+ * (clone3 set_tid; PID 1 must exist first), and then only forwards signals
+ * to it and exits with its status.  It returns in the child. */
+static void ck_init(const struct ck_restore_args *a)
+{
+	uint64_t pid = (uint64_t)a->pid, none = 0;
+	struct ck_clone_args ca;
+	struct ck_restore_sigaction fwd;
+	long rc;
+	int status = 0;
+
+	rc = ck_sys(SYS_mount, 0, "/", 0, MS_REC | MS_PRIVATE, 0, 0);
+	if (rc != 0)
+		ck_fail("making the mount namespace private", rc);
+	rc = ck_sys(SYS_mount, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0, 0);
+	if (rc != 0)
+		ck_fail("mounting /proc for the new PID namespace", rc);
+	memset(&ca, 0, sizeof(ca));
+	ca.exit_signal = SIGCHLD;
+	ca.set_tid = (uint64_t)&pid;
+	ca.set_tid_size = 1;
+	rc = ck_sys(SYS_clone3, &ca, sizeof(ca), 0, 0, 0, 0);
+	if (rc == 0)
+		return;
+	if (rc < 0)
+		ck_fail("creating the process with its original PID", rc);
+	ck_leader_pid = (int32_t)rc;
+	/* Hold nothing open: a pipe's write end here would keep its reader
+	 * from ever seeing end of file. */
+	ck_sys(SYS_close_range, 0, ~0U, 0, 0, 0, 0);
+	fwd.handler = (uint64_t)ck_forward;
+	fwd.flags = SA_RESTORER;
+	fwd.restorer = (uint64_t)ck_sigreturn;
+	fwd.mask = 0;
+	for (int sig = 1; sig <= 64; sig++)
+		if (sig != 9 && sig != 19 && sig != SIGCHLD)
+			ck_sys(SYS_rt_sigaction, sig, &fwd, 0, 8, 0, 0);
+	ck_sys(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &none, 0, 8, 0, 0);
+	for (;;) {
+		rc = ck_sys(SYS_wait4, -1, &status, WALL, 0, 0, 0);
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			ck_sys(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+		if (rc == ck_leader_pid)
+			break;
+	}
+	/* Exit as it did: its code, or 128 + the signal that killed it. */
+	ck_sys(SYS_exit_group, (status & 0x7f) ? 128 + (status & 0x7f) : (status >> 8) & 0xff, 0, 0, 0, 0, 0);
 }
 
 /* The front end opened every descriptor above all the numbers they take. */
 static void ck_restore_files(const struct ck_restore_args *a)
 {
 	const struct ck_restore_fd *fds = (const struct ck_restore_fd *)((const char *)a + a->fds_off);
+	uint32_t lowest = a->image_fd;
 
 	for (uint64_t i = 0; i < a->nfds; i++) {
 		long rc = ck_sys(SYS_dup3, fds[i].from, fds[i].to, fds[i].cloexec ? O_CLOEXEC : 0, 0, 0, 0);
 		if (rc != fds[i].to)
 			ck_fail("moving a descriptor into place", rc);
-		ck_sys(SYS_close, fds[i].from, 0, 0, 0, 0, 0);
+		if ((uint32_t)fds[i].from < lowest)
+			lowest = (uint32_t)fds[i].from;
 	}
+	/* Everything from the lowest helper up is ours, not the program's:
+	 * the passed originals, the image and the stub's own file. */
+	ck_sys(SYS_close_range, lowest, ~0U, 0, 0, 0, 0);
 }
 
 /* Last before the jump: the timers run from here on. */
@@ -540,34 +711,53 @@ static void ck_restore_timers(const struct ck_restore_args *a)
 
 static void ck_finish(const struct ck_restore_args *a)
 {
-	struct ck_restore_thread t = a->thread;
-	long rc;
+	const struct ck_restore_thread *threads =
+		(const struct ck_restore_thread *)((const char *)a + a->threads_off);
+	struct ck_restore_thread t;
+	long rc, tid;
 
+	memset(&t, 0, sizeof(t));
+	for (uint64_t i = 0; i < a->nthreads; i++)
+		if (threads[i].tid == a->pid)
+			t = threads[i];
+	ck_restore_thread(&t);
+	tid = ck_sys(SYS_set_tid_address, t.clear_child_tid, 0, 0, 0, 0, 0);
+	/* glibc caches the thread's TID at its clear_child_tid address
+	 * (struct pthread.tid); with the original PID it is unchanged. */
+	if (t.clear_child_tid != 0)
+		*(volatile int32_t *)t.clear_child_tid = (int32_t)tid;
 	if (a->restore_info != 0) {
 		struct ck_restore_info *info = (struct ck_restore_info *)a->restore_info;
 		info->stub_start = (uint64_t)__ck_stub_start;
 		info->stub_len = (uint64_t)(__ck_stub_end - __ck_stub_start);
+		info->stacks_start = a->nthreads > 1 ? a->stacks_addr : 0;
+		info->stacks_len = a->nthreads > 1 ? a->stacks_len : 0;
 		info->pid = (int32_t)ck_sys(SYS_getpid, 0, 0, 0, 0, 0, 0);
+		info->nthreads = (uint32_t)a->nthreads;
+		info->resumed = 0;
 		info->generation++;
 	}
 	ck_restore_files(a);
-	ck_sys(SYS_close, a->image_fd, 0, 0, 0, 0, 0);
 	ck_restore_timers(a);
 	ck_sys(SYS_munmap, a->args_addr, a->args_len, 0, 0, 0, 0);
 	rc = ck_sys(SYS_arch_prctl, ARCH_SET_FS, t.fs_base, 0, 0, 0, 0);
 	if (rc != 0)
 		ck_fail("setting the fs base", rc);
+	__atomic_store_n(&ck_go, 1, __ATOMIC_SEQ_CST);
+	ck_futex_wake(&ck_go);
 	ck_resume(&t);
 }
 
 void ck_main_moved(struct ck_restore_args *a)
 {
+	if (a->pid_ns_init)
+		ck_init(a);
 	ck_park_vdso(a);
 	ck_unmap_others(a);
 	ck_restore_memory(a);
 	ck_restore_vdso(a);
 	ck_restore_mm(a);
 	ck_restore_signals(a);
-	ck_restore_thread(a);
+	ck_start_threads(a);
 	ck_finish(a);
 }

@@ -8,9 +8,10 @@
 #     or after the checkpoint (it neither starts over nor skips ahead);
 #   - its ticks stay consecutive and it never prints FAIL (each program
 #     checks its own state: clocks, FPU mode, stack, heap checksum);
-#   - a checkpoint request in the restored process is refused with a message
-#     and does not disturb it (checkpointing after restart is not done yet);
-#   - with RESTARTS=N, the same image restarts N times, each the same way.
+#   - the restored process is checkpointed again, killed and restarted,
+#     GENERATIONS times (default 3), each going on from its checkpoint;
+#     restart passes signals on and exits 137 when the program is killed;
+#   - with RESTARTS=N, the first image restarts N times, each the same way.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
 
@@ -69,24 +70,54 @@ image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err | tail -n 1)
 [[ $(stat -c %a "$image") == 600 ]] || fail "image mode is $(stat -c %a "$image"), want 600"
 ls -A "$work" | grep -q '\.tmp' && fail "a temporary file was left behind"
 
-# Restart from the same image RESTARTS times (default once): each copy must
-# go on from the same point.
-for ((r = 1; r <= ${RESTARTS:-1}; r++)); do
-	out=restored$r.out err=restored$r.err
-	"$restart" "$image" >"$out" 2>"$err" &
+# restore NAME IMAGE: restart IMAGE, wait for 3 ticks and check that it goes
+# on from the checkpoint; leaves rpid (restart) and hpid (the program).
+restore() {
+	local name=$1 img=$2
+	out=$name.out err=$name.err
+	"$restart" --pid-file "$name.pid" "$img" >"$out" 2>"$err" &
 	rpid=$!
 	pids+=("$rpid")
-	wait_for lines_at_least "$out" 3 || fail "restart $r: the restored program did not tick"
+	wait_for lines_at_least "$out" 3 || fail "$name: the restored program did not tick"
+	wait_for test -s "$name.pid" || fail "$name: restart --pid-file wrote nothing"
+	hpid=$(cat "$name.pid")
+	pids+=("$hpid")
 	first=$(first_field "$out")
 	((first - 1 >= before && first - 1 <= after)) ||
-		fail "restart $r: starts at $first; the original printed $before before and $after after the checkpoint"
-	kill -USR2 "$rpid"
-	wait_for grep -q "not supported yet" "$err" || fail "restart $r: a checkpoint request after restart was not refused"
-	n=$(grep -c . "$out")
-	wait_for lines_at_least "$out" $((n + 2)) || fail "restart $r: the program stopped after a refused checkpoint"
-	kill -9 "$rpid"
-	{ wait "$rpid"; } 2>/dev/null || true
-	grep -q FAIL "$out" && fail "restart $r: the restored program reports a bad state"
-	consecutive "$out" || fail "restart $r: the restored program's ticks are not consecutive"
+		fail "$name: starts at $first; before that it printed $before before and $after after the checkpoint"
+}
+
+# finish NAME: kill what restore started and check its output.
+finish() {
+	kill -9 "$hpid" 2>/dev/null || true
+	local rc=0
+	wait "$rpid" 2>/dev/null || rc=$?
+	((rc == 137)) || fail "$1: restart exited $rc, not 137, when the program was killed by SIGKILL"
+	grep -q FAIL "$out" && fail "$1: the restored program reports a bad state"
+	consecutive "$out" || fail "$1: the restored program's ticks are not consecutive"
+}
+
+# With RESTARTS=N, the first image is restarted N-1 more times first: each
+# copy must go on from the same point.
+for ((r = 2; r <= ${RESTARTS:-1}; r++)); do
+	restore "again$r" "$image"
+	finish "again$r"
 done
-echo "PASS: ${prog[*]}: checkpoint after tick $before, restored ${RESTARTS:-1} time(s) from tick $first; image $(stat -c %s "$image") bytes"
+
+# Generations: restart, let it run, checkpoint the restored process, kill
+# it, restart the new image.  The first generation's request goes to the
+# restart command, which must pass it on.
+gens=${GENERATIONS:-3}
+for ((g = 1; g <= gens; g++)); do
+	restore "gen$g" "$image"
+	before=$(last_field "$out")
+	target=$hpid
+	((g == 1)) && target=$rpid
+	kill -USR2 "$target"
+	wait_for grep -q "ckpt: wrote" "$err" || fail "gen$g: the restored process wrote no image"
+	after=$(last_field "$out")
+	finish "gen$g"
+	after=$(last_field "$out")
+	image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' "$err" | tail -n 1)
+done
+echo "PASS: ${prog[*]}: $gens generations, each restored where the last checkpoint left it (last from tick $first); image $(stat -c %s "$image") bytes"

@@ -201,7 +201,7 @@ func DecodeMeta(b []byte) (*Image, error) {
 		t.IntervalSec, t.IntervalUsec = int64(d.u64()), int64(d.u64())
 		t.ValueSec, t.ValueUsec = int64(d.u64()), int64(d.u64())
 	}
-	const threadSize = 4 + 8*8 + 5*8 + 4 + 4 + 8 + 8 + 4
+	const threadSize = 4 + 8*8 + 5*8 + 4 + 4 + 8 + 8 + 4 + 4 + 4
 	im.Threads = make([]Thread, d.count("threads", MaxThreads, threadSize))
 	for i := range im.Threads {
 		t := &im.Threads[i]
@@ -219,6 +219,8 @@ func DecodeMeta(b []byte) (*Image, error) {
 		t.AltstackSP = Addr(d.u64())
 		t.AltstackSize = d.u64()
 		t.AltstackFlags = d.i32()
+		t.Name = d.str()
+		t.Flags = d.u32()
 	}
 	const areaSize = 8 + 8 + 4 + 4 + 1 + 8 + 4 + 4 + 8 + 4 + 4
 	im.Areas = make([]Area, d.count("areas", MaxAreas, areaSize))
@@ -284,6 +286,18 @@ func (im *Image) Validate(dataEnd uint64) error {
 	}
 	if len(im.Threads) == 0 {
 		return corrupt("no threads")
+	}
+	leader := false
+	tids := make(map[int32]bool, len(im.Threads))
+	for _, t := range im.Threads {
+		if t.TID <= 0 || tids[t.TID] || t.Flags&^ThreadCoordinator != 0 || len(t.Name) > 15 {
+			return corrupt("thread %d is malformed or repeated", t.TID)
+		}
+		tids[t.TID] = true
+		leader = leader || t.TID == p.PID
+	}
+	if !leader {
+		return corrupt("no thread has the process's PID %d", p.PID)
 	}
 	if p.Signal < 1 || p.Signal > NSig {
 		return corrupt("trigger signal %d", p.Signal)

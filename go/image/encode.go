@@ -98,7 +98,7 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	threads  count u32, then each Thread: tid i32, 8 registers u64,
 //	         fsBase, robustHead, robustLen, clearChildTID, rseqAddr u64,
 //	         rseqLen u32, rseqSig u32, altstackSP u64, altstackSize u64,
-//	         altstackFlags i32
+//	         altstackFlags i32, name str, flags u32
 //	areas    count u32, then each Area: start, end u64, prot u32, flags u32,
 //	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
 //	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
@@ -158,6 +158,8 @@ func EncodeMeta(im *Image) []byte {
 		e.u64(uint64(t.AltstackSP))
 		e.u64(t.AltstackSize)
 		e.i32(t.AltstackFlags)
+		e.str(t.Name)
+		e.u32(t.Flags)
 	}
 	e.u32(uint32(len(im.Areas)))
 	for i := range im.Areas {

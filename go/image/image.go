@@ -141,7 +141,16 @@ type Thread struct {
 	AltstackSP                             Addr
 	AltstackSize                           uint64
 	AltstackFlags                          int32
+	Name                                   string // PR_GET_NAME, at most 15 bytes
+	Flags                                  uint32 // ThreadCoordinator
 }
+
+// Thread flags.
+const (
+	// ThreadCoordinator marks the thread that took the snapshot (the
+	// library's Go coordinator); the others were stopped by it.
+	ThreadCoordinator uint32 = 1 << iota
+)
 
 // Area is one mapping of /proc/PID/maps.
 type Area struct {

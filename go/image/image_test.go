@@ -29,7 +29,8 @@ func sample(t testing.TB) (*Image, []byte) {
 		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12, Created: 1,
 			Kernel: "6.18", Exe: "/bin/prog", Name: "prog", Brk: 0x602000,
 			MM: MMLayout{StartCode: 0x400000, EndCode: 0x401000, StartBrk: 0x601000}, RestoreInfo: 0x7000},
-		Threads: []Thread{{TID: 42, RSP: 0x7ffd0000, RIP: 0x401234, FSBase: 0x7f0000001000}},
+		Threads: []Thread{{TID: 42, RSP: 0x7ffd0000, RIP: 0x401234, FSBase: 0x7f0000001000, Name: "prog"},
+			{TID: 43, Flags: ThreadCoordinator, Name: "ckpt"}},
 		Areas: []Area{
 			{Start: 0x400000, End: 0x404000, Prot: ProtRead | ProtExec, Name: "/bin/prog", Inode: 7},
 			{Start: 0x601000, End: 0x602000, Prot: ProtRead | ProtWrite, Kind: KindHeap, Name: "[heap]"},
@@ -140,6 +141,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"other arch", func(im *Image) { im.Process.Arch = 183 }},
 		{"no threads", func(im *Image) { im.Threads = nil }},
+		{"no leader", func(im *Image) { im.Threads[0].TID = 44 }},
+		{"repeated tid", func(im *Image) { im.Threads[1].TID = 42 }},
 		{"unaligned", func(im *Image) { im.Areas[0].Start++ }},
 		{"empty area", func(im *Image) { im.Areas[1].End = im.Areas[1].Start }},
 		{"kernel address", func(im *Image) { im.Areas[2].End = 0xffffffffff601000 }},

@@ -14,7 +14,6 @@ package main
 import "C"
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -77,11 +76,11 @@ func programName() string {
 }
 
 // coordinate serves checkpoint requests, one at a time, for the life of the
-// process.  It keeps its thread so that it never shares one with a goroutine
-// that the snapshot could catch half-way.
+// process.  It keeps its thread: ckpt_snapshot stops every other thread, and
+// must find this one running C, not Go.
 func coordinate(fd int, cfg *config) {
 	runtime.LockOSThread()
-	var b [4]byte
+	var b [1]byte
 	for {
 		n, err := unix.Read(fd, b[:])
 		if errors.Is(err, unix.EINTR) {
@@ -91,7 +90,16 @@ func coordinate(fd int, cfg *config) {
 			logf(cfg, "ckpt: wake pipe failed (%v); checkpoints are disabled\n", err)
 			return
 		}
-		checkpoint(int(int32(binary.LittleEndian.Uint32(b[:]))), cfg)
+		child := int(C.ckpt_snapshot())
+		switch {
+		case child < 0:
+			logf(cfg, "ckpt: checkpoint failed, previous image kept: stopping the threads: %v\n", unix.Errno(-child))
+		case child == 0:
+			// This process was just restored from an image; the
+			// snapshot was taken before it.
+		default:
+			checkpoint(child, cfg)
+		}
 		C.ckpt_finish()
 	}
 }
@@ -120,7 +128,9 @@ func checkpoint(child int, cfg *config) {
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	ms := float64(now.Nano()-st.captureNS) / 1e6
-	logf(cfg, "ckpt: wrote %s (%s, %.1f ms)\n", req.Path, sizeString(res.Size), ms)
+	pause := float64(st.pauseNS) / 1e6
+	logf(cfg, "ckpt: wrote %s (%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
+		req.Path, sizeString(res.Size), len(st.threads), pause, ms)
 }
 
 // reap kills and collects the snapshot child.  Its exit signal is 0, so only

@@ -20,6 +20,7 @@ type captured struct {
 	threads   []image.Thread
 	files     []image.File // FD, flags and offset only
 	dropped   int          // descriptors beyond CK_MAX_FDS
+	pauseNS   int64        // from the freeze to the snapshot child's birth
 }
 
 // readState copies struct ck_state out of the snapshot child.  The parent's
@@ -56,12 +57,8 @@ func readState(child int) (*captured, error) {
 		p.Itimers[i] = image.Itimer{IntervalSec: int64(it.interval_sec), IntervalUsec: int64(it.interval_usec),
 			ValueSec: int64(it.value_sec), ValueUsec: int64(it.value_usec)}
 	}
-	wake := [2]int32{int32(C.ckpt_wake_fd[0]), int32(C.ckpt_wake_fd[1])}
 	for i := 0; i < int(st.nfds) && i < len(st.fds); i++ {
 		f := &st.fds[i]
-		if fd := int32(f.fd); fd == wake[0] || fd == wake[1] {
-			continue // the library's own pipe
-		}
 		file := image.File{FD: int32(f.fd), FDFlags: uint32(f.fd_flags),
 			Flags: uint32(f.status_flags), Offset: int64(f.offset)}
 		if f.size >= 0 {
@@ -70,17 +67,30 @@ func readState(child int) (*captured, error) {
 		c.files = append(c.files, file)
 	}
 	c.dropped = int(st.fds_dropped)
-	t := &st.thread
-	c.threads = []image.Thread{{
-		TID: int32(t.tid),
-		RBX: uint64(t.point.rbx), RBP: uint64(t.point.rbp), R12: uint64(t.point.r12),
-		R13: uint64(t.point.r13), R14: uint64(t.point.r14), R15: uint64(t.point.r15),
-		RSP: uint64(t.point.rsp), RIP: uint64(t.point.rip),
-		FSBase: image.Addr(t.fs_base), RobustHead: image.Addr(t.robust_head),
-		RobustLen: uint64(t.robust_len), ClearChildTID: image.Addr(t.clear_child_tid),
-		RseqAddr: image.Addr(t.rseq_addr), RseqLen: uint32(t.rseq_len), RseqSig: uint32(t.rseq_sig),
-		AltstackSP: image.Addr(t.altstack_sp), AltstackSize: uint64(t.altstack_size),
-		AltstackFlags: int32(t.altstack_flags),
-	}}
+	nt := int(st.nthreads)
+	if nt < 1 || nt > len(st.threads) {
+		return nil, fmt.Errorf("%d threads captured", nt)
+	}
+	for i := 0; i < nt; i++ {
+		t := &st.threads[i]
+		th := image.Thread{
+			TID: int32(t.tid),
+			RBX: uint64(t.point.rbx), RBP: uint64(t.point.rbp), R12: uint64(t.point.r12),
+			R13: uint64(t.point.r13), R14: uint64(t.point.r14), R15: uint64(t.point.r15),
+			RSP: uint64(t.point.rsp), RIP: uint64(t.point.rip),
+			FSBase: image.Addr(t.fs_base), RobustHead: image.Addr(t.robust_head),
+			RobustLen: uint64(t.robust_len), ClearChildTID: image.Addr(t.clear_child_tid),
+			RseqAddr: image.Addr(t.rseq_addr), RseqLen: uint32(t.rseq_len), RseqSig: uint32(t.rseq_sig),
+			AltstackSP: image.Addr(t.altstack_sp), AltstackSize: uint64(t.altstack_size),
+			AltstackFlags: int32(t.altstack_flags),
+			Name:          C.GoString(&t.name[0]),
+		}
+		if t.flags&C.CK_THREAD_COORDINATOR != 0 {
+			th.Flags |= image.ThreadCoordinator
+		}
+		c.threads = append(c.threads, th)
+	}
+	// The parent's copy, written after the thaw: the child's predates it.
+	c.pauseNS = int64(C.ckpt_pause_ns)
 	return c, nil
 }

@@ -12,26 +12,34 @@ import (
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
 	argsVersion = 1
-	argsSize    = 2544 // sizeof(struct ck_restore_args)
+	argsSize    = 2448 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
+	threadSize  = 152  // sizeof(struct ck_restore_thread)
+
+	// threadStack is CK_THREAD_STACK: the stub's stack for each thread
+	// it recreates, until the thread jumps back into the program.
+	threadStack = 16384
 )
 
 // plan is where the stub puts itself and its helpers in the new process.
 type plan struct {
-	relocAddr uint64 // 0: the stub stays at its link address
-	argsAddr  uint64
-	argsLen   uint64
-	parkAddr  uint64
-	parkLen   uint64
-	stubStart uint64
-	stubEnd   uint64
+	relocAddr  uint64 // 0: the stub stays at its link address
+	argsAddr   uint64
+	argsLen    uint64
+	parkAddr   uint64
+	parkLen    uint64
+	stacksAddr uint64
+	stacksLen  uint64
+	stubStart  uint64
+	stubEnd    uint64
 }
 
 func argsBlobSize(im *image.Image) uint64 {
 	// Room for a passed descriptor per saved one (0-2 are not passed).
-	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize
+	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize +
+		uint64(len(im.Threads))*threadSize
 	for i := range im.Areas {
 		n += uint64(len(im.Areas[i].Runs)) * runSize
 	}
@@ -44,7 +52,7 @@ func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
 func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
 // encodeArgs renders the blob the stub reads.
-func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte {
+func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, nsInit bool) []byte {
 	size := argsBlobSize(im)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
@@ -84,17 +92,6 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte 
 		w.u64(a.Restorer)
 		w.u64(a.Mask)
 	}
-	t := &im.Threads[0]
-	for _, v := range []uint64{t.RBX, t.RBP, t.R12, t.R13, t.R14, t.R15, t.RSP, t.RIP,
-		uint64(t.FSBase), uint64(t.RobustHead), t.RobustLen, uint64(t.ClearChildTID), uint64(t.RseqAddr)} {
-		w.u64(v)
-	}
-	w.u32(t.RseqLen)
-	w.u32(t.RseqSig)
-	w.u64(uint64(t.AltstackSP))
-	w.u64(t.AltstackSize)
-	w.u32(uint32(t.AltstackFlags))
-	w.u32(0)
 	nruns := uint64(0)
 	for i := range im.Areas {
 		nruns += uint64(len(im.Areas[i].Runs))
@@ -102,6 +99,7 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte 
 	areasOff := uint64(argsSize)
 	runsOff := areasOff + uint64(len(im.Areas))*areaSize
 	fdsOff := runsOff + nruns*runSize
+	threadsOff := fdsOff + uint64(len(im.Files))*fdSize
 	w.u64(uint64(len(im.Areas)))
 	w.u64(areasOff)
 	w.u64(nruns)
@@ -114,6 +112,16 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte 
 	}
 	w.u64(uint64(len(files)))
 	w.u64(fdsOff)
+	w.u32(uint32(proc.PID))
+	if nsInit {
+		w.u32(1)
+	} else {
+		w.u32(0)
+	}
+	w.u64(uint64(len(im.Threads)))
+	w.u64(threadsOff)
+	w.u64(p.stacksAddr)
+	w.u64(p.stacksLen)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -145,7 +153,23 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD) []byte 
 		}
 		w.u32(0)
 	}
-	// The blob was sized for every saved descriptor; 0-2 are not passed.
-	w.b = w.b[:cap(w.b)]
+	// Room was left for every saved descriptor; 0-2 are not passed.
+	w.b = append(w.b, make([]byte, threadsOff-uint64(len(w.b)))...)
+	for i := range im.Threads {
+		t := &im.Threads[i]
+		for _, v := range []uint64{t.RBX, t.RBP, t.R12, t.R13, t.R14, t.R15, t.RSP, t.RIP,
+			uint64(t.FSBase), uint64(t.RobustHead), t.RobustLen, uint64(t.ClearChildTID), uint64(t.RseqAddr)} {
+			w.u64(v)
+		}
+		w.u32(t.RseqLen)
+		w.u32(t.RseqSig)
+		w.u64(uint64(t.AltstackSP))
+		w.u64(t.AltstackSize)
+		w.u32(uint32(t.AltstackFlags))
+		w.u32(uint32(t.TID))
+		var name [16]byte
+		copy(name[:15], t.Name)
+		w.b = append(w.b, name[:]...)
+	}
 	return w.b
 }

@@ -34,16 +34,34 @@ var safeDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/fu
 //     the run that wrote them is the one being undone;
 //   - a file deleted while open is recreated, unlinked, from the image;
 //   - directories and harmless devices (/dev/null, ...) are reopened;
-//   - pipes, sockets, terminals and other kernel objects are replaced by
-//     /dev/null, with a warning.
+//   - a pipe whose both ends the program holds becomes a new pipe (its
+//     unread bytes are lost); the library's own wake-up pipe is one;
+//   - other pipes, sockets, terminals and other kernel objects are replaced
+//     by /dev/null, with a warning.
 func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedFD, error) {
 	var out []passedFD
+	pipes, err := newPipes(im.Files)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, p := range pipes {
+			unix.Close(p[0])
+			unix.Close(p[1])
+		}
+	}()
 	for i := range im.Files {
 		f := &im.Files[i]
 		if f.FD <= 2 {
 			continue
 		}
-		fd, err := reopen(f, img, warn)
+		var fd int
+		var err error
+		if p, ok := pipes[f.Path]; ok && f.Kind == image.FilePipe {
+			fd, err = pipeEnd(p, f)
+		} else {
+			fd, err = reopen(f, img, warn)
+		}
 		if err != nil {
 			for _, p := range out {
 				unix.Close(p.from)
@@ -53,6 +71,50 @@ func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedF
 		out = append(out, passedFD{from: fd, to: int(f.FD), cloexec: f.FDFlags&unix.FD_CLOEXEC != 0})
 	}
 	return out, nil
+}
+
+// newPipes makes a new pipe for every pipe the program holds both ends of,
+// keyed by its /proc name ("pipe:[inode]").
+func newPipes(files []image.File) (map[string][2]int, error) {
+	ends := map[string]int{} // bit 0: a read end, bit 1: a write end
+	for _, f := range files {
+		if f.Kind != image.FilePipe {
+			continue
+		}
+		if f.Flags&unix.O_ACCMODE == unix.O_RDONLY {
+			ends[f.Path] |= 1
+		} else {
+			ends[f.Path] |= 2
+		}
+	}
+	pipes := map[string][2]int{}
+	for name, e := range ends {
+		if e != 3 {
+			continue
+		}
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return nil, fmt.Errorf("creating a pipe for %s: %w", name, err)
+		}
+		pipes[name] = p
+	}
+	return pipes, nil
+}
+
+// pipeEnd duplicates the end of p that f is, with f's flags.
+func pipeEnd(p [2]int, f *image.File) (int, error) {
+	end := p[1]
+	if f.Flags&unix.O_ACCMODE == unix.O_RDONLY {
+		end = p[0]
+	}
+	fd, err := unix.FcntlInt(uintptr(end), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if f.Flags&unix.O_NONBLOCK != 0 {
+		unix.SetNonblock(fd, true)
+	}
+	return fd, nil
 }
 
 func reopen(f *image.File, img io.ReaderAt, warn func(string)) (int, error) {
@@ -149,32 +211,6 @@ func seek(fd int, f *image.File) {
 	if f.Offset > 0 {
 		unix.Seek(fd, f.Offset, io.SeekStart)
 	}
-}
-
-// closeOnExecAll marks every descriptor above 2 close-on-exec, so that the
-// restored program gets only the descriptors it had (and restart's 0-2).
-func closeOnExecAll() error {
-	dir, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return err
-	}
-	for _, e := range dir {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
-			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
-		}
-	}
-	return nil
-}
-
-// moveAbove duplicates fd to the lowest free number >= base, without
-// close-on-exec, and closes the original.
-func moveAbove(fd, base int) (int, error) {
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD, base)
-	if err != nil {
-		return -1, err
-	}
-	unix.Close(fd)
-	return nfd, nil
 }
 
 // applyProcessState sets what survives exec: working directory, umask and

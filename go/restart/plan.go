@@ -23,11 +23,13 @@ func pageRound(n uint64) uint64 { return (n + image.PageSize - 1) &^ (image.Page
 
 func overlaps(s1, e1, s2, e2 uint64) bool { return s1 < e2 && s2 < e1 }
 
-// choosePlan finds room for the stub's argument blob, the vDSO park and, if
+// choosePlan finds room for the stub's argument blob, the vDSO park, the
+// stacks of the threads it recreates and, if
 // the image needs the stub's own addresses, the stub's new home.  Nothing it
 // picks overlaps the image.
-func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64) (plan, error) {
-	p := plan{stubStart: stubStart, stubEnd: stubEnd, argsLen: pageRound(blobLen), parkLen: parkLen}
+func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64, threads int) (plan, error) {
+	p := plan{stubStart: stubStart, stubEnd: stubEnd, argsLen: pageRound(blobLen), parkLen: parkLen,
+		stacksLen: uint64(threads) * threadStack}
 	collides := false
 	for i := range areas {
 		if overlaps(uint64(areas[i].Start), uint64(areas[i].End), stubStart, stubEnd) {
@@ -38,7 +40,7 @@ func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64) (plan, e
 	if collides {
 		stubLen = pageRound(stubEnd - stubStart)
 	}
-	need := stubLen + p.argsLen + p.parkLen
+	need := stubLen + p.argsLen + p.parkLen + p.stacksLen
 	for w := uint64(windowBase); w+need <= windowTop; w += windowStep {
 		free := !overlaps(w, w+need, stubStart, stubEnd)
 		for i := 0; free && i < len(areas); i++ {
@@ -54,6 +56,7 @@ func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64) (plan, e
 		}
 		p.argsAddr = w + stubLen
 		p.parkAddr = p.argsAddr + p.argsLen
+		p.stacksAddr = p.parkAddr + p.parkLen
 		return p, nil
 	}
 	return p, fmt.Errorf("no free %d-byte window for the restore stub below %#x", need, windowTop)

@@ -1,13 +1,18 @@
 // Package restart is the restarter's front end.  It reads and checks a whole
-// image before it touches its own address space, works out every address the
-// restore stub will use, and then executes the stub (linker/), which turns
-// this process into the checkpointed one.
+// image before anything is started, works out every address the restore stub
+// will use, reopens the program's files, and then starts the stub (linker/)
+// in new namespaces, where it becomes the checkpointed process.
 package restart
 
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
@@ -76,8 +81,10 @@ func Load(path string) (*image.Image, int, error) {
 
 // checkHost refuses images this machine cannot restore.
 func checkHost(im *image.Image) error {
-	if len(im.Threads) != 1 {
-		return bad("the image has %d threads; this version restores single-threaded images only", len(im.Threads))
+	for _, t := range im.Threads {
+		if t.TID == 1 {
+			return bad("thread %d of the image has TID 1, which the restorer's own init holds", t.TID)
+		}
 	}
 	text, err := procfs.ReadFile("/proc/self/maps")
 	if err != nil {
@@ -114,61 +121,155 @@ func checkHost(im *image.Image) error {
 	return nil
 }
 
-// Exec restores the image at path by executing the restore stub in this
-// process.  It returns only on failure.  warn reports what is restored
-// differently from how it was (one line each).
-func Exec(path string, warn func(string)) error {
-	if err := closeOnExecAll(); err != nil {
-		return err
-	}
+// Run restores the image at path and waits for the restored program.  The
+// program runs in new user, PID and mount namespaces, with its original PID
+// and thread IDs: the restore stub runs as the namespace's PID 1, forks the
+// program with its PID and forwards signals to it.  Run forwards signals it
+// receives to the stub, and returns the program's exit status (128+N if a
+// signal N killed it).  warn reports what is restored differently from how
+// it was (one line each); started, if not nil, gets the program's PID as
+// this process sees it.
+func Run(path string, warn func(string), started func(pid int)) (int, error) {
 	im, fd, err := Load(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	defer unix.Close(fd)
 	if err := checkHost(im); err != nil {
-		return err
+		return 0, err
 	}
 	start, end, err := stubRange()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	p, err := choosePlan(im.Areas, start, end, argsBlobSize(im))
+	p, err := choosePlan(im.Areas, start, end, argsBlobSize(im), len(im.Threads))
 	if err != nil {
-		return bad("%w", err)
+		return 0, bad("%w", err)
 	}
 	files, err := reopenFiles(im, fdReader(fd), warn)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	// Every descriptor the stub gets sits above every number it must
-	// fill, so that moving one into place never clobbers another.
-	base := 3
+	// The child gets 0-2, then every descriptor the stub moves into place
+	// at numbers above all the ones they take, then the image, the
+	// argument blob and the stub itself.
+	next := 3
 	for _, f := range files {
-		base = max(base, f.to+1)
+		next = max(next, f.to+1)
+	}
+	child := map[int]int{} // child's number -> ours
+	place := func(ours int) int {
+		child[next] = ours
+		next++
+		return next - 1
 	}
 	for i := range files {
-		if files[i].from, err = moveAbove(files[i].from, base); err != nil {
-			return err
-		}
+		files[i].from = place(files[i].from)
 	}
-	if fd, err = moveAbove(fd, base); err != nil {
-		return err
-	}
-	argsFD, err := memfd("ckpt-restore-args", unix.MFD_CLOEXEC, encodeArgs(im, &p, fd, files))
+	imageAt := place(fd)
+	argsFD, err := memfd("ckpt-restore-args", unix.MFD_CLOEXEC, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if argsFD, err = moveAbove(argsFD, base); err != nil {
-		return err
-	}
+	argsAt := place(argsFD)
 	stubFD, err := memfd("ckpt-restore", unix.MFD_CLOEXEC, stubELF)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	stubAt := place(stubFD)
+	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, true)); err != nil {
+		return 0, err
+	}
+	attrFiles := make([]*os.File, next)
+	attrFiles[0], attrFiles[1], attrFiles[2] = os.Stdin, os.Stdout, os.Stderr
+	for at, ours := range child {
+		attrFiles[at] = os.NewFile(uintptr(ours), "restore-"+strconv.Itoa(at))
 	}
 	applyProcessState(&im.Process, warn)
-	argv := []string{"ckpt-restore", strconv.Itoa(argsFD)}
-	err = unix.Exec("/proc/self/fd/"+strconv.Itoa(stubFD), argv, nil)
-	return fmt.Errorf("executing the restore stub: %w", err)
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	proc, err := os.StartProcess("/proc/self/fd/"+strconv.Itoa(stubAt),
+		[]string{"ckpt-restore", strconv.Itoa(argsAt)},
+		&os.ProcAttr{Files: attrFiles, Env: []string{}, Sys: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+			// Root inside: the stub needs CAP_SYS_ADMIN there to mount
+			// /proc and choose PIDs.
+			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			GidMappingsEnableSetgroups: false,
+			Setpgid:                    false,
+		}})
+	for at, ours := range child {
+		attrFiles[at].Close()
+		_ = ours
+	}
+	if err != nil {
+		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
+			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
+	}
+	if started != nil {
+		go func() {
+			if pid, err := leaderPID(proc.Pid); err == nil {
+				started(pid)
+			}
+		}()
+	}
+	done := make(chan *os.ProcessState, 1)
+	go func() {
+		st, _ := proc.Wait()
+		done <- st
+	}()
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGCHLD, syscall.SIGURG, syscall.SIGWINCH:
+				if sig != syscall.SIGWINCH {
+					continue
+				}
+			}
+			proc.Signal(sig)
+		case st := <-done:
+			if st == nil {
+				return 1, fmt.Errorf("waiting for the restored process")
+			}
+			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 128 + int(ws.Signal()), nil
+			}
+			return st.ExitCode(), nil
+		}
+	}
+}
+
+// leaderPID finds the restored program: the only child of the stub's init.
+func leaderPID(initPID int) (int, error) {
+	path := fmt.Sprintf("/proc/%d/task/%d/children", initPID, initPID)
+	for i := 0; i < 500; i++ {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0, err
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			return strconv.Atoi(f[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the restored process did not start")
+}
+
+func writeAll(fd int, data []byte) error {
+	for off := 0; off < len(data); {
+		n, err := unix.Write(fd, data[off:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("writing a memory file: %w", err)
+		}
+		off += n
+	}
+	return nil
 }
 
 // memfd returns a memory file holding data.
@@ -182,15 +283,5 @@ func memfd(name string, flags int, data []byte) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("creating a memory file: %w", err)
 	}
-	for off := 0; off < len(data); {
-		n, err := unix.Write(fd, data[off:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return -1, fmt.Errorf("writing a memory file: %w", err)
-		}
-		off += n
-	}
-	return fd, nil
+	return fd, writeAll(fd, data)
 }

@@ -18,14 +18,15 @@ func TestChoosePlan(t *testing.T) {
 		{"image under the first windows", []image.Area{{Start: 0x100000000, End: 0x1000000000}}, false},
 	} {
 		t.Run(test.desc, func(t *testing.T) {
-			p, err := choosePlan(test.areas, stubStart, stubEnd, 10000)
+			p, err := choosePlan(test.areas, stubStart, stubEnd, 10000, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if (p.relocAddr != 0) != test.relocate {
 				t.Errorf("relocAddr = %#x, wanted relocation %v", p.relocAddr, test.relocate)
 			}
-			ranges := [][2]uint64{{p.argsAddr, p.argsAddr + p.argsLen}, {p.parkAddr, p.parkAddr + p.parkLen}}
+			ranges := [][2]uint64{{p.argsAddr, p.argsAddr + p.argsLen}, {p.parkAddr, p.parkAddr + p.parkLen},
+				{p.stacksAddr, p.stacksAddr + p.stacksLen}}
 			if p.relocAddr != 0 {
 				ranges = append(ranges, [2]uint64{p.relocAddr, p.relocAddr + stubEnd - stubStart})
 			} else {
@@ -49,12 +50,12 @@ func TestChoosePlan(t *testing.T) {
 
 func TestEncodeArgsSize(t *testing.T) {
 	im := &image.Image{
-		Threads: []image.Thread{{}},
+		Threads: []image.Thread{{}, {}},
 		Areas: []image.Area{{Start: 0x1000, End: 0x3000, Runs: []image.Run{{Page: 0, Pages: 1}, {Page: 1, Pages: 1}}},
 			{Start: 0x5000, End: 0x6000}},
 	}
-	b := encodeArgs(im, &plan{}, 3, nil)
-	if want := argsSize + 2*areaSize + 2*runSize; len(b) != want || uint64(len(b)) != argsBlobSize(im) {
+	b := encodeArgs(im, &plan{}, 3, nil, true)
+	if want := argsSize + 2*areaSize + 2*runSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im) {
 		t.Errorf("encodeArgs: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im))
 	}
 }

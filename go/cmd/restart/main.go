@@ -1,37 +1,63 @@
 // Command restart brings a checkpointed process back from its image.
 //
-//	restart IMAGE
+//	restart [--pid-file FILE] IMAGE
 //
-// The restored program keeps this command's PID, standard input, output and
-// error, so signals sent to restart reach it and its exit status is
-// restart's.  Exit status when the restore itself fails: 2 for a bad or
-// incompatible image (nothing was changed), 1 for any other failure.
+// The restored program runs with its original PID and thread IDs in new
+// user, PID and mount namespaces, with this command's standard input,
+// output and error.  restart stays in the foreground: signals sent to it
+// reach the program, and its exit status is the program's (128+N if signal
+// N killed it).  When the restore itself fails: 2 for a bad or incompatible
+// image (nothing was started), 1 for any other failure.
 package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/ckpt/ckpt/go/restart"
 )
 
 func main() {
-	if len(os.Args) != 2 || os.Args[1] == "-h" || os.Args[1] == "--help" {
-		fmt.Fprintln(os.Stderr, "usage: restart IMAGE")
+	pidFile := flag.String("pid-file", "", "write the restored program's PID (as seen here) to `FILE`")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] IMAGE")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	path := os.Args[1]
+	path := flag.Arg(0)
 	// Under `bazel run`, the working directory is the runfiles tree; a
 	// relative path means one in the user's directory.
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
 	}
-	err := restart.Exec(path, func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) })
-	fmt.Fprintf(os.Stderr, "restart: %q: %v\n", os.Args[1], err)
-	if errors.Is(err, restart.ErrBadImage) {
-		os.Exit(2)
+	var started func(int)
+	if *pidFile != "" {
+		// restart moves into the program's working directory.
+		if abs, err := filepath.Abs(*pidFile); err == nil {
+			*pidFile = abs
+		}
+		started = func(pid int) {
+			if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+				fmt.Fprintf(os.Stderr, "restart: writing %q: %v\n", *pidFile, err)
+			}
+		}
 	}
-	os.Exit(1)
+	warn := func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }
+	status, err := restart.Run(path, warn, started)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "restart: %q: %v\n", path, err)
+		if errors.Is(err, restart.ErrBadImage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+	os.Exit(status)
 }
