@@ -1,0 +1,70 @@
+/* alloc: 4 threads allocate and free nonstop (random sizes, each block
+ * filled with a pattern checked before it is freed), the stress test's
+ * target: checkpoints land in the middle of malloc and free. */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include "tests/progs/ticker.h"
+
+#define THREADS 4
+#define SLOTS 512
+
+static volatile unsigned long rounds[THREADS];
+static volatile int corrupt;
+static unsigned long last;
+
+static void *churn(void *arg)
+{
+	int me = (int)(long)arg;
+	unsigned char *slot[SLOTS] = {0};
+	size_t len[SLOTS] = {0};
+	uint64_t x = 88172645463325252ULL + (uint64_t)me;
+
+	for (;;) {
+		for (int k = 0; k < 64; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			int i = (int)(x % SLOTS);
+			if (slot[i]) {
+				for (size_t j = 0; j < len[i]; j++)
+					if (slot[i][j] != (unsigned char)(i + len[i]))
+						corrupt = 1;
+				free(slot[i]);
+			}
+			len[i] = 1 + (x >> 20) % 8192;
+			slot[i] = malloc(len[i]);
+			memset(slot[i], (unsigned char)(i + len[i]), len[i]);
+		}
+		rounds[me]++;
+	}
+	return NULL;
+}
+
+static int check(unsigned long tick)
+{
+	unsigned long sum = 0;
+
+	for (int i = 0; i < THREADS; i++)
+		sum += rounds[i];
+	if (corrupt) {
+		printf("a block lost its pattern\n");
+		return 1;
+	}
+	/* Over 5 ticks: a tick right after a restore may come first. */
+	if (tick % 5 == 0) {
+		if (tick > 5 && sum == last) {
+			printf("the threads made no progress\n");
+			return 1;
+		}
+		last = sum;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t t;
+
+	for (long i = 0; i < THREADS; i++)
+		pthread_create(&t, NULL, churn, (void *)i);
+	tick_loop(tick_ms(argc, argv), check);
+}

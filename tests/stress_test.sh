@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# stress_test.sh LIBCKPT RESTART PROG [CHECKPOINTS]
+#
+# Checkpoints a busy multi-threaded program CHECKPOINTS times (default 50)
+# in a row, each at a random moment while it runs, then sends a burst of 20
+# trigger signals at once.  No checkpoint may fail, the program must keep
+# running, and after SIGKILL the last image must restart and go on.
+set -euo pipefail
+lib=$(realpath "$1")
+restart=$(realpath "$2")
+prog=$(realpath "$3")
+n=${4:-50}
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/stress.XXXXXX")
+cd "$work"
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
+fail() { echo "FAIL: $*" >&2; tail -n 5 ./*.out ./*.err >&2 || true; exit 1; }
+wait_for() {
+	local deadline=$((SECONDS + 30))
+	until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.01; done
+}
+written() { grep -c "ckpt: wrote" orig.err 2>/dev/null || true; }
+at_least() { (($(written) >= $1)); }
+
+CKPT_DIR=$work LD_PRELOAD=$lib "$prog" 100 >orig.out 2>orig.err &
+pid=$!
+pids+=("$pid")
+wait_for grep -q . orig.out || fail "the program did not start"
+start=$SECONDS
+for ((i = 1; i <= n; i++)); do
+	sleep "0.0$((RANDOM % 10))"
+	kill -USR2 "$pid"
+	wait_for at_least "$i" || fail "checkpoint $i was not written"
+done
+elapsed=$((SECONDS - start))
+for _ in $(seq 20); do kill -USR2 "$pid"; done
+wait_for at_least $((n + 1)) || fail "the burst wrote no image"
+sleep 1
+kill -0 "$pid" || fail "the program died"
+grep -v "ckpt: wrote" orig.err && fail "unexpected messages"
+grep -q FAIL orig.out && fail "the program reports a bad state"
+kill -9 "$pid"
+image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err | tail -n 1)
+"$restart" "$image" >restored.out 2>restored.err &
+pids+=($!)
+wait_for test -s restored.out || fail "the last image did not restart"
+sleep 1
+grep -q FAIL restored.out && fail "the restored program reports a bad state"
+(($(grep -c . restored.out) >= 3)) || fail "the restored program stopped ticking"
+pauses=$(sed -n 's/.*paused \([0-9.]*\) ms.*/\1/p' orig.err | sort -n | awk '{a[NR]=$1} END {print "pause median " a[int((NR+1)/2)] " ms, max " a[NR] " ms"}')
+echo "PASS: $n checkpoints in ${elapsed}s plus a burst of 20 ($(written) images in all), $pauses; the last image restarts"
