@@ -8,8 +8,8 @@
  *
  * Blob layout: struct ck_restore_args, then nareas struct ck_restore_area at
  * areas_off, nruns struct ck_restore_run at runs_off, nfds struct
- * ck_restore_fd at fds_off and nthreads struct ck_restore_thread at
- * threads_off.  All offsets are
+ * ck_restore_fd at fds_off, nthreads struct ck_restore_thread at
+ * threads_off and nepoll struct ck_restore_epoll at epoll_off.  All offsets are
  * from the start of the blob; the blob is mapped at args_addr.
  */
 #ifndef CKPT_LINKER_CK_RESTORE_H_
@@ -133,6 +133,18 @@ struct ck_restore_args {
 	uint64_t threads_off;	/* struct ck_restore_thread[nthreads] */
 	uint64_t stacks_addr;	/* CK_THREAD_STACK bytes per thread */
 	uint64_t stacks_len;
+	uint64_t nepoll;	/* epoll registrations to make again */
+	uint64_t epoll_off;	/* struct ck_restore_epoll[nepoll] */
+};
+
+/* One epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, {events, data}), by the numbers
+ * the program has once its descriptors are in place. */
+struct ck_restore_epoll {
+	int32_t epfd;
+	int32_t tfd;
+	uint32_t events;
+	uint32_t pad;
+	uint64_t data;
 };
 
 #define CK_THREAD_STACK 16384
@@ -146,6 +158,7 @@ _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2296, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2448, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2464, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_epoll) == 24, "ck_restore_epoll layout");
 
 #endif /* CKPT_LINKER_CK_RESTORE_H_ */

@@ -59,6 +59,7 @@
 #define SYS_arch_prctl 158
 #define SYS_set_tid_address 218
 #define SYS_exit_group 231
+#define SYS_epoll_ctl 233
 #define SYS_set_robust_list 273
 #define SYS_dup3 292
 #define SYS_rseq 334
@@ -676,6 +677,22 @@ static void ck_init(const struct ck_restore_args *a)
 }
 
 /* The front end opened every descriptor above all the numbers they take. */
+/* The front end made new epoll instances; register what the old ones
+ * watched.  A target that came back as /dev/null cannot be watched: such
+ * failures are left as they are (restart warned about the target). */
+static void ck_restore_epoll(const struct ck_restore_args *a)
+{
+	const struct ck_restore_epoll *e = (const struct ck_restore_epoll *)((const char *)a + a->epoll_off);
+
+	for (uint64_t i = 0; i < a->nepoll; i++) {
+		struct {
+			uint32_t events;
+			uint64_t data;
+		} __attribute__((packed)) ev = {e[i].events, e[i].data}; /* struct epoll_event */
+		ck_sys(SYS_epoll_ctl, e[i].epfd, 1 /* EPOLL_CTL_ADD */, e[i].tfd, &ev, 0, 0);
+	}
+}
+
 static void ck_restore_files(const struct ck_restore_args *a)
 {
 	const struct ck_restore_fd *fds = (const struct ck_restore_fd *)((const char *)a + a->fds_off);
@@ -688,6 +705,7 @@ static void ck_restore_files(const struct ck_restore_args *a)
 		if ((uint32_t)fds[i].from < lowest)
 			lowest = (uint32_t)fds[i].from;
 	}
+	ck_restore_epoll(a);
 	/* Everything from the lowest helper up is ours, not the program's:
 	 * the passed originals, the image and the stub's own file. */
 	ck_sys(SYS_close_range, lowest, ~0U, 0, 0, 0, 0);

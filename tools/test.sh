@@ -18,7 +18,7 @@ bazel test //... 2>&1 | tee bazel-test.log || rc=$?
 
 echo "== fuzzing"
 fuzz_rc=0
-for target in ./go/image:FuzzImageReader ./go/image:FuzzDecodeMeta ./go/procfs:FuzzParseMaps ./go/procfs:FuzzParseStatMM; do
+for target in ./go/image:FuzzImageReader ./go/image:FuzzDecodeMeta ./go/procfs:FuzzParseMaps ./go/procfs:FuzzParseStatMM ./go/procfs:FuzzParseFDInfo; do
 	pkg=${target%%:*} name=${target##*:}
 	echo "-- $name"
 	go test -run '^$' -fuzz "^$name\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" || fuzz_rc=1

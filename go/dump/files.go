@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,6 +81,20 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File) error
 		target = strings.TrimSuffix(target, " (deleted)")
 	}
 	f.Path = target
+	if target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" {
+		text, err := readSmall(fmt.Sprintf("%s/fdinfo/%d", proc, f.FD))
+		if err != nil {
+			return err
+		}
+		info, err := procfs.ParseFDInfo(text)
+		if err != nil {
+			return err
+		}
+		for _, e := range info.Epoll {
+			f.Epoll = append(f.Epoll, image.EpollTarget{FD: e.TFD, Events: e.Events, Data: e.Data})
+		}
+		f.EventfdCount = info.EventfdCount
+	}
 	if !f.Deleted || f.Size == 0 {
 		return nil
 	}

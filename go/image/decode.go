@@ -238,7 +238,7 @@ func DecodeMeta(b []byte) (*Image, error) {
 		a.Name = d.str()
 		a.Runs = d.runs()
 	}
-	const fileSize = 4 + 4 + 4 + 1 + 1 + 8 + 8 + 4 + 8 + 8 + 4 + 4
+	const fileSize = 4 + 4 + 4 + 1 + 1 + 8 + 8 + 4 + 8 + 8 + 4 + 4 + 4 + 8
 	im.Files = make([]File, d.count("files", MaxFiles, fileSize))
 	for i := range im.Files {
 		f := &im.Files[i]
@@ -262,6 +262,12 @@ func DecodeMeta(b []byte) (*Image, error) {
 		f.Ino = d.u64()
 		f.Path = d.str()
 		f.Runs = d.runs()
+		f.Epoll = make([]EpollTarget, d.count("epoll targets", MaxFiles, 16))
+		for j := range f.Epoll {
+			t := &f.Epoll[j]
+			t.FD, t.Events, t.Data = d.i32(), d.u32(), d.u64()
+		}
+		f.EventfdCount = d.u64()
 	}
 	if d.err == nil && d.off != len(b) {
 		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
@@ -338,6 +344,9 @@ func (im *Image) Validate(dataEnd uint64) error {
 		}
 		if (f.Deleted && f.Kind != FileRegular) || (!f.Deleted && len(f.Runs) != 0) {
 			return corrupt("descriptor %d carries data but is not a deleted file", f.FD)
+		}
+		if len(f.Epoll) != 0 && f.Kind != FileOther {
+			return corrupt("descriptor %d has epoll targets but is a %s", f.FD, f.Kind)
 		}
 		if f.Size > MaxUserAddr {
 			return corrupt("descriptor %d has size %d", f.FD, f.Size)

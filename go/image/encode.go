@@ -104,7 +104,8 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
 //	files    count u32, then each File: fd i32, fdFlags u32, flags u32,
 //	         kind u8, deleted u8, offset u64, size u64, mode u32, dev u64,
-//	         ino u64, path str, runs (as for areas)
+//	         ino u64, path str, runs (as for areas), epoll count u32,
+//	         then each: fd i32, events u32, data u64; eventfdCount u64
 //
 // A str is a u32 length and that many bytes.
 func EncodeMeta(im *Image) []byte {
@@ -195,6 +196,13 @@ func EncodeMeta(im *Image) []byte {
 		e.u64(f.Ino)
 		e.str(f.Path)
 		e.runs(f.Runs)
+		e.u32(uint32(len(f.Epoll)))
+		for _, t := range f.Epoll {
+			e.i32(t.FD)
+			e.u32(t.Events)
+			e.u64(t.Data)
+		}
+		e.u64(f.EventfdCount)
 	}
 	return e.b
 }

@@ -83,6 +83,18 @@ type File struct {
 	Ino     uint64
 	Path    string // as /proc/PID/fd/N names it, without " (deleted)"
 	Runs    []Run  // a deleted file's contents; pages not covered are zero
+
+	// For an epoll instance (Path "anon_inode:[eventpoll]"): what it
+	// watches.  For an eventfd ("anon_inode:[eventfd]"): its counter.
+	Epoll        []EpollTarget
+	EventfdCount uint64
+}
+
+// EpollTarget is one registration of an epoll instance (/proc/PID/fdinfo).
+type EpollTarget struct {
+	FD     int32
+	Events uint32
+	Data   uint64
 }
 
 // FileKind says what a descriptor refers to.

@@ -136,3 +136,26 @@ func FuzzParseStatMM(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { ParseStatMM(b) })
 }
+
+func TestParseFDInfo(t *testing.T) {
+	in := "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n" +
+		"tfd:        7 events:       19 data:     7f0a12345678  pos:0 ino:419 sdev:f\n" +
+		"tfd:       12 events: 80000019 data:                5  pos:0 ino:41a sdev:f\n" +
+		"eventfd-count:               2a\n"
+	got, err := ParseFDInfo([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []EpollEntry{{7, 0x19, 0x7f0a12345678}, {12, 0x80000019, 5}}
+	if len(got.Epoll) != 2 || got.Epoll[0] != want[0] || got.Epoll[1] != want[1] || got.EventfdCount != 0x2a {
+		t.Errorf("ParseFDInfo: got %+v, wanted %+v and count 0x2a", got, want)
+	}
+	if _, err := ParseFDInfo([]byte("tfd: x events: 1 data: 2\n")); err == nil {
+		t.Error("ParseFDInfo of a bad tfd: got no error")
+	}
+}
+
+func FuzzParseFDInfo(f *testing.F) {
+	f.Add([]byte("tfd:        7 events:       19 data:     7f0a12345678  pos:0 ino:419 sdev:f\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { ParseFDInfo(b) })
+}

@@ -12,11 +12,12 @@ import (
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
 	argsVersion = 1
-	argsSize    = 2448 // sizeof(struct ck_restore_args)
+	argsSize    = 2464 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
 	threadSize  = 152  // sizeof(struct ck_restore_thread)
+	epollSize   = 24   // sizeof(struct ck_restore_epoll)
 
 	// threadStack is CK_THREAD_STACK: the stub's stack for each thread
 	// it recreates, until the thread jumps back into the program.
@@ -40,6 +41,9 @@ func argsBlobSize(im *image.Image) uint64 {
 	// Room for a passed descriptor per saved one (0-2 are not passed).
 	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize +
 		uint64(len(im.Threads))*threadSize
+	for i := range im.Files {
+		n += uint64(len(im.Files[i].Epoll)) * epollSize
+	}
 	for i := range im.Areas {
 		n += uint64(len(im.Areas[i].Runs)) * runSize
 	}
@@ -52,7 +56,7 @@ func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
 func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
 // encodeArgs renders the blob the stub reads.
-func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, nsInit bool) []byte {
+func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg, nsInit bool) []byte {
 	size := argsBlobSize(im)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
@@ -100,6 +104,7 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, nsInit 
 	runsOff := areasOff + uint64(len(im.Areas))*areaSize
 	fdsOff := runsOff + nruns*runSize
 	threadsOff := fdsOff + uint64(len(im.Files))*fdSize
+	epollOff := threadsOff + uint64(len(im.Threads))*threadSize
 	w.u64(uint64(len(im.Areas)))
 	w.u64(areasOff)
 	w.u64(nruns)
@@ -122,6 +127,8 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, nsInit 
 	w.u64(threadsOff)
 	w.u64(p.stacksAddr)
 	w.u64(p.stacksLen)
+	w.u64(uint64(len(regs)))
+	w.u64(epollOff)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -171,5 +178,14 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, nsInit 
 		copy(name[:15], t.Name)
 		w.b = append(w.b, name[:]...)
 	}
+	for _, r := range regs {
+		w.u32(uint32(r.epfd))
+		w.u32(uint32(r.tfd))
+		w.u32(r.events)
+		w.u32(0)
+		w.u64(r.data)
+	}
+	// Room was left for every registration; some may be dropped.
+	w.b = append(w.b, make([]byte, size-uint64(len(w.b)))...)
 	return w.b
 }

@@ -12,6 +12,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// epollReg is an epoll registration the stub makes again, by the numbers
+// the descriptors have in the program.
+type epollReg struct {
+	epfd, tfd int
+	events    uint32
+	data      uint64
+}
+
+// epollRegs lists the registrations of the image's epoll instances.
+func epollRegs(files []image.File) []epollReg {
+	var regs []epollReg
+	for _, f := range files {
+		for _, t := range f.Epoll {
+			regs = append(regs, epollReg{epfd: int(f.FD), tfd: int(t.FD), events: t.Events, data: t.Data})
+		}
+	}
+	return regs
+}
+
 // passedFD is a descriptor opened here that the stub moves to its number.
 type passedFD struct {
 	from, to int
@@ -36,6 +55,8 @@ var safeDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/fu
 //   - directories and harmless devices (/dev/null, ...) are reopened;
 //   - a pipe whose both ends the program holds becomes a new pipe (its
 //     unread bytes are lost); the library's own wake-up pipe is one;
+//   - an eventfd is made again with its counter, an epoll instance with
+//     its registrations (the Go runtime's netpoller has both);
 //   - other pipes, sockets, terminals and other kernel objects are replaced
 //     by /dev/null, with a warning.
 func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedFD, error) {
@@ -133,6 +154,17 @@ func reopen(f *image.File, img io.ReaderAt, warn func(string)) (int, error) {
 		return fd, nil
 	case f.Kind == image.FileCharDevice && safeDevices[f.Path]:
 		return unix.Open(f.Path, flags, 0)
+	case f.Kind == image.FileOther && f.Path == "anon_inode:[eventfd]":
+		// The Go runtime's netpoller has one; so do many event loops.
+		efd := unix.EFD_CLOEXEC
+		if f.Flags&unix.O_NONBLOCK != 0 {
+			efd |= unix.EFD_NONBLOCK
+		}
+		return unix.Eventfd(uint(f.EventfdCount), efd)
+	case f.Kind == image.FileOther && f.Path == "anon_inode:[eventpoll]":
+		// Registered again by the stub, once every descriptor has
+		// its number (epollRegs).
+		return unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	}
 	warn(fmt.Sprintf("descriptor %d (%s %s) cannot be restored; it is /dev/null now", f.FD, f.Kind, f.Path))
 	return unix.Open("/dev/null", flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)

@@ -177,7 +177,7 @@ func Run(path string, warn func(string), started func(pid int)) (int, error) {
 		return 0, err
 	}
 	stubAt := place(stubFD)
-	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, true)); err != nil {
+	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, epollRegs(im.Files), true)); err != nil {
 		return 0, err
 	}
 	attrFiles := make([]*os.File, next)

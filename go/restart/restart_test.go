@@ -54,7 +54,7 @@ func TestEncodeArgsSize(t *testing.T) {
 		Areas: []image.Area{{Start: 0x1000, End: 0x3000, Runs: []image.Run{{Page: 0, Pages: 1}, {Page: 1, Pages: 1}}},
 			{Start: 0x5000, End: 0x6000}},
 	}
-	b := encodeArgs(im, &plan{}, 3, nil, true)
+	b := encodeArgs(im, &plan{}, 3, nil, nil, true)
 	if want := argsSize + 2*areaSize + 2*runSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im) {
 		t.Errorf("encodeArgs: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im))
 	}

@@ -1,8 +1,9 @@
 /* bigheap: fills argv[2] MiB (default 256) of heap with pseudo-random data
- * and checks a checksum of all of it every tick, changing one word per
- * page-sized stride between ticks.  Half of the pages are left zero to
- * exercise zero-page skipping. */
+ * and checks a checksum of all of it every tick, changing one word in every
+ * 64th page between ticks.  Half of the pages are left zero to exercise
+ * zero-page skipping, unless argv[3] is "full". */
 #include <stdint.h>
+#include <string.h>
 #include "tests/progs/ticker.h"
 
 static uint64_t *heap;
@@ -48,8 +49,10 @@ int main(int argc, char **argv)
 		printf("FAIL malloc\n");
 		return 1;
 	}
+	/* argv[3] "full": no zero pages. */
+	int full = argc > 3 && strcmp(argv[3], "full") == 0;
 	for (size_t i = 0; i < words; i++)
-		heap[i] = (i / 512) % 2 ? 0 : mix(i + 1);
+		heap[i] = !full && (i / 512) % 2 ? 0 : mix(i + 1);
 	expect = sum();
 	tick_loop(tick_ms(argc, argv), check);
 }

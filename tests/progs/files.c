@@ -89,8 +89,8 @@ static int check(unsigned long tick)
 	if (write(pipefd[1], "x", 1) < 0 && errno != EBADF) {
 		/* a replaced pipe may refuse writes, but never crashes us */
 	}
-	/* Most ticks end early because an alarm cut the sleep short; a
-	 * checkpoint request cuts one short too, so look over 5 ticks. */
+	/* Alarms cut most sleeps short; look over 5 ticks, each cut short
+	 * by something. */
 	if (tick % 5 == 0) {
 		if (tick > 5 && alarms == alarms_seen) {
 			printf("the interval timer stopped\n");

@@ -70,6 +70,9 @@ func run(path string) error {
 		if f.Deleted {
 			deleted = fmt.Sprintf(" (deleted, %d bytes saved)", f.StoredBytes())
 		}
+		if len(f.Epoll) > 0 {
+			deleted = fmt.Sprintf(" (watching %d)", len(f.Epoll))
+		}
 		fmt.Fprintf(w, "fd %-4d  %-9s flags %#o offset %d size %d %s%s\n", f.FD, f.Kind, f.Flags, f.Offset, f.Size, f.Path, deleted)
 	}
 	var stored uint64
