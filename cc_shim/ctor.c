@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 
 int ckpt_wake_fd[2] = {-1, -1};
 int ck_trigger = SIGUSR2;
+static int ck_secure; /* AT_SECURE: the library stays inert */
 struct rlimit ckpt_nofile; /* RLIMIT_NOFILE before the Go runtime started */
 
 /* Exported by go/lib; returns once the Go runtime's initialization is done. */
@@ -69,6 +71,14 @@ __attribute__((constructor(101))) static void ck_early(void)
 	const char *s = getenv("CKPT_SIGNAL");
 	sigset_t set;
 
+	getrlimit(RLIMIT_NOFILE, &ckpt_nofile);
+	/* Never in a setuid or setgid program: its image would hold what the
+	 * user may not read.  (The loader ignores LD_PRELOAD there unless the
+	 * library is in a trusted directory and itself setuid.) */
+	if (getauxval(AT_SECURE)) {
+		ck_secure = 1;
+		return;
+	}
 	if (s && *s) {
 		int sig = ck_parse_signal(s);
 		if (sig)
@@ -79,7 +89,6 @@ __attribute__((constructor(101))) static void ck_early(void)
 	if (pipe2(ckpt_wake_fd, O_CLOEXEC) != 0)
 		ck_log("ckpt: cannot create the wake pipe; checkpoints are disabled\n");
 
-	getrlimit(RLIMIT_NOFILE, &ckpt_nofile);
 	sigemptyset(&set);
 	sigaddset(&set, ck_trigger);
 	sigprocmask(SIG_BLOCK, &set, NULL);
@@ -94,7 +103,7 @@ __attribute__((constructor)) static void ck_arm(void)
 	 * own thread, so that it cannot race with main() (Go raises
 	 * RLIMIT_NOFILE at init; ckptGoReady puts it back). */
 	ckptGoReady();
-	if (ckpt_wake_fd[1] < 0)
+	if (ck_secure || ckpt_wake_fd[1] < 0)
 		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = ck_handler;

@@ -30,10 +30,12 @@ good=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err)
 size=$(stat -c %s "$good")
 
 tried=0
-# refuse FILE WHY: both tools must exit 2 with a message naming FILE.
+# refuse FILE WHY [TOOL...]: each tool (default: restart and readckpt) must
+# exit 2 with a message naming FILE.
 refuse() {
-	local f=$1 why=$2 rc
-	for tool in "$restart" "$readckpt"; do
+	local f=$1 why=$2 rc tools=("${@:3}")
+	((${#tools[@]})) || tools=("$restart" "$readckpt")
+	for tool in "${tools[@]}"; do
 		rc=0
 		timeout 20 "$tool" "$f" >tool.out 2>tool.err || rc=$?
 		[[ $rc == 2 ]] || { cat tool.err >&2; fail "$(basename "$tool") exited $rc for $why, want 2"; }
@@ -52,8 +54,11 @@ refuse "$work/dir.ckpt" "a directory"
 head -c 100000 /dev/urandom >garbage.ckpt
 refuse "$work/garbage.ckpt" "random bytes"
 
-# Cut in the header, at page boundaries and at random offsets.
-for off in 1 63 64 4095 4096 8192 $((size / 2)) $((size - 4096)) $((size - 1)); do
+# Cut in the header, at page boundaries, where each area's data ends, and
+# at random offsets.
+bounds=$("$readckpt" "$good" | awk '/ stored [0-9]+$/ {sum += $NF; if ($NF > 0) print 4096 + sum}' | sort -un)
+for off in 1 63 64 4095 4096 8192 $bounds $((size / 2)) $((size - 4096)) $((size - 1)); do
+	((off < size)) || continue
 	head -c "$off" "$good" >cut.ckpt
 	refuse "$work/cut.ckpt" "a copy cut at byte $off"
 done
@@ -64,7 +69,7 @@ for _ in $(seq 10); do
 	refuse "$work/cut.ckpt" "a copy cut at byte $off"
 done
 
-# Single bit flips: in the header, at random places, and near the end
+# Single bit flips: in the header, at 200 random places, and near the end
 # (metadata).
 flip() {
 	cp "$good" flip.ckpt
@@ -74,7 +79,7 @@ flip() {
 	refuse "$work/flip.ckpt" "bit $2 of byte $1 flipped"
 }
 for off in 0 7 8 16 40 60; do flip "$off" 3; done
-for _ in $(seq 40); do
+for _ in $(seq 200); do
 	off=$(((RANDOM * 32768 + RANDOM) % size))
 	# Skip the header's zero padding, which no reader looks at.
 	((off >= 64 && off < 4096)) && continue
@@ -83,4 +88,14 @@ done
 for i in 1 2 3 4 5 6 7 8; do flip $((size - i * 13)) $((i % 8)); done
 
 "$restart" >/dev/null 2>&1 && fail "restart without an argument succeeded"
+
+# The good image passes --verify-only; owned by someone else, it is refused
+# unless forced (only root can give a file away).
+"$restart" --verify-only "$good" >verify.out || fail "--verify-only refused the good image"
+if [[ $(id -u) == 0 ]]; then
+	cp "$good" other.ckpt
+	chown 65534 other.ckpt
+	refuse "$work/other.ckpt" "an image owned by another user" "$restart"
+	"$restart" --verify-only --force "$work/other.ckpt" >/dev/null || fail "--force did not accept another user's image"
+fi
 echo "PASS: $tried damaged images refused by restart and readckpt"

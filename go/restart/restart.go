@@ -53,8 +53,9 @@ func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Load opens, decodes and fully verifies the image at path.  The returned
-// descriptor is open on the image.
-func Load(path string) (*image.Image, int, error) {
+// descriptor is open on the image.  An image must belong to the invoking
+// user (it will run as them) unless force is set.
+func Load(path string, force bool) (*image.Image, int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, bad("%w", err)
@@ -68,6 +69,10 @@ func Load(path string) (*image.Image, int, error) {
 		unix.Close(fd)
 		return nil, -1, bad("not a regular file")
 	}
+	if uid := uint32(os.Getuid()); st.Uid != uid && !force {
+		unix.Close(fd)
+		return nil, -1, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
+	}
 	im, _, err := image.Read(fdReader(fd), st.Size)
 	if err == nil {
 		err = image.VerifyData(fdReader(fd), im, nil)
@@ -77,6 +82,16 @@ func Load(path string) (*image.Image, int, error) {
 		return nil, -1, bad("%w", err)
 	}
 	return im, fd, nil
+}
+
+// Verify checks everything Run would check, without starting anything.
+func Verify(path string, force bool) error {
+	im, fd, err := Load(path, force)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return checkHost(im)
 }
 
 // checkHost refuses images this machine cannot restore.
@@ -129,8 +144,8 @@ func checkHost(im *image.Image) error {
 // signal N killed it).  warn reports what is restored differently from how
 // it was (one line each); started, if not nil, gets the program's PID as
 // this process sees it.
-func Run(path string, warn func(string), started func(pid int)) (int, error) {
-	im, fd, err := Load(path)
+func Run(path string, force bool, warn func(string), started func(pid int)) (int, error) {
+	im, fd, err := Load(path, force)
 	if err != nil {
 		return 0, err
 	}

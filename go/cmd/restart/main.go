@@ -1,6 +1,6 @@
 // Command restart brings a checkpointed process back from its image.
 //
-//	restart [--pid-file FILE] IMAGE
+//	restart [--pid-file FILE] [--verify-only] [--force] IMAGE
 //
 // The restored program runs with its original PID and thread IDs in new
 // user, PID and mount namespaces, with this command's standard input,
@@ -23,8 +23,10 @@ import (
 
 func main() {
 	pidFile := flag.String("pid-file", "", "write the restored program's PID (as seen here) to `FILE`")
+	verifyOnly := flag.Bool("verify-only", false, "check the whole image and this machine, start nothing")
+	force := flag.Bool("force", false, "restore an image owned by another user")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] IMAGE")
+		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] IMAGE")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -37,6 +39,14 @@ func main() {
 	// relative path means one in the user's directory.
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
+	}
+	if *verifyOnly {
+		if err := restart.Verify(path, *force); err != nil {
+			fmt.Fprintf(os.Stderr, "restart: %q: %v\n", path, err)
+			os.Exit(2)
+		}
+		fmt.Printf("%s: ok\n", path)
+		return
 	}
 	var started func(int)
 	if *pidFile != "" {
@@ -51,7 +61,7 @@ func main() {
 		}
 	}
 	warn := func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }
-	status, err := restart.Run(path, warn, started)
+	status, err := restart.Run(path, *force, warn, started)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "restart: %q: %v\n", path, err)
 		if errors.Is(err, restart.ErrBadImage) {
