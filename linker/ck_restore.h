@@ -17,6 +17,8 @@
 
 #include <stdint.h>
 
+#include "cc_shim/shim.h" /* struct ck_sigaction, struct ck_itimer */
+
 #define CK_ARGS_MAGIC 0x5347524154534b43ULL /* "CKSTARGS" little-endian */
 #define CK_ARGS_VERSION 1
 
@@ -52,19 +54,6 @@ struct ck_restore_fd {
 	int32_t to;	/* the number the program had */
 	uint32_t cloexec;
 	uint32_t pad;
-};
-
-/* struct itimerval with fixed widths. */
-struct ck_restore_itimer {
-	int64_t interval_sec, interval_usec;
-	int64_t value_sec, value_usec;
-};
-
-struct ck_restore_sigaction {
-	uint64_t handler;
-	uint64_t flags;
-	uint64_t restorer;
-	uint64_t mask;
 };
 
 struct ck_restore_thread {
@@ -119,12 +108,12 @@ struct ck_restore_args {
 	uint64_t set_mm;	/* 1: apply mm with PR_SET_MM_MAP */
 	struct ck_mm_map mm;
 	char comm[16];
-	struct ck_restore_sigaction act[64];
+	struct ck_sigaction act[CK_NSIG];
 	uint64_t nareas;
 	uint64_t areas_off;
 	uint64_t nruns;
 	uint64_t runs_off;
-	struct ck_restore_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
+	struct ck_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
 	uint64_t nfds;
 	uint64_t fds_off;
 	int32_t pid;		/* the process's PID: its first thread's TID */

@@ -632,7 +632,7 @@ static void ck_init(const struct ck_restore_args *a)
 {
 	uint64_t pid = (uint64_t)a->pid, none = 0;
 	struct ck_clone_args ca;
-	struct ck_restore_sigaction fwd;
+	struct ck_sigaction fwd;
 	long rc;
 	int status = 0;
 
@@ -715,7 +715,7 @@ static void ck_restore_files(const struct ck_restore_args *a)
 static void ck_restore_timers(const struct ck_restore_args *a)
 {
 	for (int which = 0; which < 3; which++) {
-		const struct ck_restore_itimer *t = &a->itimer[which];
+		const struct ck_itimer *t = &a->itimer[which];
 		long rc;
 		if (t->value_sec == 0 && t->value_usec == 0)
 			continue;

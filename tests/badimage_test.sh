@@ -8,6 +8,7 @@
 # exit status 2 and one line naming the file, and restart must never run the
 # program (no tick is printed).
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 
 lib=$(realpath "$1")
 restart=$(realpath "$2")
@@ -16,7 +17,6 @@ hello=$(realpath "$4")
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/badimage.XXXXXX")
 cd "$work"
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 CKPT_DIR=$work LD_PRELOAD=$lib "$hello" 100 >orig.out 2>orig.err &
 pid=$!
@@ -25,7 +25,7 @@ kill -USR2 "$pid"
 for _ in $(seq 600); do grep -q "ckpt: wrote" orig.err && break; sleep 0.05; done
 kill -9 "$pid"
 { wait "$pid"; } 2>/dev/null || true
-good=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err)
+good=$(image_in orig.err)
 [[ -f $good ]] || fail "no image was written"
 size=$(stat -c %s "$good")
 

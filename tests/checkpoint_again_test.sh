@@ -8,29 +8,21 @@
 #     no temporary file left) and a restart resumes from the later point;
 #   - CKPT_QUIET=1 silences the report but still writes the image.
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
 restart=$(realpath "$2")
 hello=$(realpath "$3")
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/again.XXXXXX")
 cd "$work"
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
-fail() { echo "FAIL: $*" >&2; tail -n 5 ./*.out ./*.err >&2 || true; exit 1; }
-wait_for() {
-	local deadline=$((SECONDS + 30))
-	until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.05; done
-}
-count() { grep -c . "$1" 2>/dev/null || echo 0; }
-more_lines() { (($(count "$1") >= $2)); }
 
 # A missing directory.
 CKPT_DIR=$work/missing LD_PRELOAD=$lib "$hello" 100 >missing.out 2>missing.err &
 pids+=($!)
-wait_for more_lines missing.out 2 || fail "hello did not start"
+wait_for at_least . missing.out 2 || fail "hello did not start"
 kill -USR2 "${pids[0]}"
 wait_for grep -q "checkpoint failed" missing.err || fail "no failure reported for a missing directory"
-n=$(count missing.out)
-wait_for more_lines missing.out $((n + 3)) || fail "hello stopped after a failed checkpoint"
+n=$(count . missing.out)
+wait_for at_least . missing.out $((n + 3)) || fail "hello stopped after a failed checkpoint"
 [[ $(grep -c . missing.err) == 1 ]] || fail "more than one line of error"
 ls -A "$work"/missing 2>/dev/null && fail "the missing directory appeared"
 
@@ -38,13 +30,13 @@ ls -A "$work"/missing 2>/dev/null && fail "the missing directory appeared"
 CKPT_DIR=$work LD_PRELOAD=$lib "$hello" 100 >twice.out 2>twice.err &
 pid=$!
 pids+=("$pid")
-wait_for more_lines twice.out 3 || fail "hello did not start"
+wait_for at_least . twice.out 3 || fail "hello did not start"
 kill -USR2 "$pid"
-wait_for more_lines twice.err 1 || fail "first checkpoint not reported"
-wait_for more_lines twice.out $(($(count twice.out) + 5)) || fail "hello stopped"
+wait_for at_least . twice.err 1 || fail "first checkpoint not reported"
+wait_for at_least . twice.out $(($(count . twice.out) + 5)) || fail "hello stopped"
 second_from=$(awk 'END {print $1}' twice.out)
 kill -USR2 "$pid"
-wait_for more_lines twice.err 2 || fail "second checkpoint not reported"
+wait_for at_least . twice.err 2 || fail "second checkpoint not reported"
 kill -9 "$pid"
 image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' twice.err | sort -u)
 [[ $(wc -l <<<"$image") == 1 ]] || fail "the two checkpoints wrote different files: $image"
@@ -52,7 +44,7 @@ image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' twice.err | sort -u)
 ls -A | grep -q '\.tmp' && fail "a temporary file was left behind"
 "$restart" "$image" >restored.out 2>restored.err &
 pids+=($!)
-wait_for more_lines restored.out 1 || fail "the restored hello did not tick"
+wait_for at_least . restored.out 1 || fail "the restored hello did not tick"
 first=$(awk 'NR==1 {print $1}' restored.out)
 ((first > second_from)) || fail "restored from tick $first, the second checkpoint came after tick $second_from"
 
@@ -61,7 +53,7 @@ CKPT_QUIET=1 CKPT_DIR=$work/quiet LD_PRELOAD=$lib "$hello" 100 >quiet.out 2>quie
 pid=$!
 pids+=("$pid")
 mkdir quiet
-wait_for more_lines quiet.out 2 || fail "hello did not start"
+wait_for at_least . quiet.out 2 || fail "hello did not start"
 kill -USR2 "$pid"
 wait_for compgen -G "quiet/*.ckpt" >/dev/null || fail "no quiet image"
 [[ -s quiet.err ]] && fail "CKPT_QUIET=1 still printed: $(cat quiet.err)"

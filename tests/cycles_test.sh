@@ -6,44 +6,36 @@
 # kills it with SIGKILL and checks that its ticks went on from the previous
 # cycle's checkpoint without a gap or a FAIL.  Any failure stops the test.
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
 restart=$(realpath "$2")
 prog=$(realpath "$3")
 cycles=${4:-50}
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/cycles.XXXXXX")
 cd "$work"
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
-fail() { echo "FAIL: cycle ${c:-0}: $*" >&2; tail -n 5 ./*.out ./*.err >&2 || true; exit 1; }
-wait_for() {
-	local deadline=$((SECONDS + 30))
-	until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.01; done
-}
-lines() { grep -c . "$1" 2>/dev/null || echo 0; }
-has_lines() { (($(lines "$1") >= $2)); }
-written() { grep -q "ckpt: wrote" "$1" 2>/dev/null; }
 
 CKPT_DIR=$work LD_PRELOAD=$lib "$prog" 50 >c0.out 2>c0.err &
 pid=$!
 pids+=("$pid")
-wait_for has_lines c0.out 3 || fail "the program did not start"
+wait_for at_least . c0.out 3 || fail "the program did not start"
 kill -USR2 "$pid"
-wait_for written c0.err || fail "no first image"
+wait_for at_least 'ckpt: wrote' c0.err 1 || fail "no first image"
 kill -9 "$pid"
 last=$(awk 'END {print $1}' c0.out)
-image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' c0.err)
+image=$(image_in c0.err)
 start=$SECONDS
 for ((c = 1; c <= cycles; c++)); do
+	FAIL_PREFIX="cycle $c: "
 	"$restart" --pid-file "c$c.pid" "$image" >"c$c.out" 2>"c$c.err" &
 	rpid=$!
 	pids+=("$rpid")
-	wait_for has_lines "c$c.out" 2 || fail "the restored program did not tick"
+	wait_for at_least . "c$c.out" 2 || fail "the restored program did not tick"
 	wait_for test -s "c$c.pid" || fail "no --pid-file"
 	hpid=$(cat "c$c.pid")
 	first=$(awk 'NR==1 {print $1}' "c$c.out")
 	((first >= 2 && first - 1 <= last)) || fail "restored at tick $first after a checkpoint at or before $last"
 	kill -USR2 "$hpid"
-	wait_for written "c$c.err" || fail "the restored process wrote no image"
+	wait_for at_least "ckpt: wrote" "c$c.err" 1 || fail "the restored process wrote no image"
 	kill -9 "$hpid"
 	wait "$rpid" 2>/dev/null || true
 	grep -q FAIL "c$c.out" && fail "the program reports a bad state"

@@ -13,7 +13,7 @@ def ckpt_e2e_test(name, prog, args = [], data = [], size = "medium", **kwargs):
       size: the test size.
       **kwargs: passed to sh_test.
     """
-    data = ["//:libckpt.so", "//:restart"] + data
+    data = ["//:libckpt.so", "//:restart", "//tests:testlib.sh"] + data
     if prog.startswith("//") or prog.startswith(":"):
         prog_arg = "$(location %s)" % prog
         data.append(prog)

@@ -10,20 +10,12 @@ set -euo pipefail
 if [[ ${1:-} != --inside ]]; then
 	exec unshare --user --map-root-user --mount "$0" --inside "$(realpath "$1")" "$(realpath "$2")" "$(realpath "$3")"
 fi
+source "$(dirname "$0")/testlib.sh"
 lib=$2 restart=$3 hello=$4
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/diskfull.XXXXXX")
 cd "$work"
 mkdir small
 mount -t tmpfs -o size=12m tmpfs small
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
-fail() { echo "FAIL: $*" >&2; tail -n 5 ./*.out ./*.err >&2 || true; exit 1; }
-wait_for() {
-	local deadline=$((SECONDS + 30))
-	until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.05; done
-}
-count() { grep -c "$1" "$2" 2>/dev/null || true; }
-at_least() { (($(count "$1" "$2") >= $3)); }
 
 CKPT_DIR=$work/small LD_PRELOAD=$lib "$hello" 100 >hello.out 2>hello.err &
 pid=$!

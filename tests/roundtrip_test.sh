@@ -14,6 +14,7 @@
 #   - with RESTARTS=N, the first image restarts N times, each the same way.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 
 lib=$(realpath "$1")
 restart=$(realpath "$2")
@@ -25,21 +26,6 @@ for i in "${!prog[@]}"; do
 done
 
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/roundtrip.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; for f in "$work"/*.out "$work"/*.err; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
-
-# wait_for CMD...: retry CMD for up to 30 s.
-wait_for() {
-	local deadline=$((SECONDS + 30))
-	until "$@"; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.05
-	done
-}
-lines_at_least() { [[ -f $1 ]] && (($(grep -c . "$1") >= $2)); }
 first_field() { awk 'NR==1 {print $1}' "$1"; }
 last_field() { awk 'END {print $1}' "$1"; }
 # consecutive FILE: every line's tick is the one before plus one.
@@ -49,7 +35,7 @@ cd "$work"
 CKPT_DIR=$work LD_PRELOAD=$lib "${prog[@]}" >orig.out 2>orig.err &
 pid=$!
 pids+=("$pid")
-wait_for lines_at_least orig.out 3 || fail "the program did not start ticking under the library"
+wait_for at_least . orig.out 3 || fail "the program did not start ticking under the library"
 grep -q FAIL orig.out && fail "the program failed before any checkpoint"
 # Only the program's threads may take the trigger: in a single-threaded
 # program (SINGLE_THREADED=1), every other thread is the Go runtime's and
@@ -67,7 +53,7 @@ wait_for grep -q "ckpt: wrote" orig.err || fail "no checkpoint was reported"
 kill -9 "$pid"
 { wait "$pid"; } 2>/dev/null || true
 after=$(last_field orig.out)
-image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err | tail -n 1)
+image=$(image_in orig.err)
 [[ -f $image ]] || fail "the reported image $image does not exist"
 [[ $(stat -c %a "$image") == 600 ]] || fail "image mode is $(stat -c %a "$image"), want 600"
 ls -A "$work" | grep -q '\.tmp' && fail "a temporary file was left behind"
@@ -80,7 +66,7 @@ restore() {
 	"$restart" --pid-file "$name.pid" "$img" >"$out" 2>"$err" &
 	rpid=$!
 	pids+=("$rpid")
-	wait_for lines_at_least "$out" 3 || fail "$name: the restored program did not tick"
+	wait_for at_least . "$out" 3 || fail "$name: the restored program did not tick"
 	wait_for test -s "$name.pid" || fail "$name: restart --pid-file wrote nothing"
 	hpid=$(cat "$name.pid")
 	pids+=("$hpid")
@@ -120,6 +106,6 @@ for ((g = 1; g <= gens; g++)); do
 	after=$(last_field "$out")
 	finish "gen$g"
 	after=$(last_field "$out")
-	image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' "$err" | tail -n 1)
+	image=$(image_in "$err")
 done
 echo "PASS: ${prog[*]}: $gens generations, each restored where the last checkpoint left it (last from tick $first); image $(stat -c %s "$image") bytes"

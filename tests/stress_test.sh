@@ -7,21 +7,14 @@
 # running, and after SIGKILL the last image must restart, go on, and be
 # checkpointed again (twice per generation, two generations).
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
 restart=$(realpath "$2")
 prog=$(realpath "$3")
 n=${4:-50}
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/stress.XXXXXX")
 cd "$work"
-pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
-fail() { echo "FAIL: $*" >&2; tail -n 5 ./*.out ./*.err >&2 || true; exit 1; }
-wait_for() {
-	local deadline=$((SECONDS + 30))
-	until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.01; done
-}
-written() { grep -c "ckpt: wrote" orig.err 2>/dev/null || true; }
-at_least() { (($(written) >= $1)); }
+written() { count "ckpt: wrote" orig.err; }
 
 CKPT_DIR=$work LD_PRELOAD=$lib "$prog" 100 >orig.out 2>orig.err &
 pid=$!
@@ -31,17 +24,17 @@ start=$SECONDS
 for ((i = 1; i <= n; i++)); do
 	sleep "0.0$((RANDOM % 10))"
 	kill -USR2 "$pid"
-	wait_for at_least "$i" || fail "checkpoint $i was not written"
+	wait_for at_least "ckpt: wrote" orig.err "$i" || fail "checkpoint $i was not written"
 done
 elapsed=$((SECONDS - start))
 for _ in $(seq 20); do kill -USR2 "$pid"; done
-wait_for at_least $((n + 1)) || fail "the burst wrote no image"
+wait_for at_least "ckpt: wrote" orig.err $((n + 1)) || fail "the burst wrote no image"
 sleep 1
 kill -0 "$pid" || fail "the program died"
 grep -v "ckpt: wrote" orig.err && fail "unexpected messages"
 grep -q FAIL orig.out && fail "the program reports a bad state"
 kill -9 "$pid"
-image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' orig.err | tail -n 1)
+image=$(image_in orig.err)
 # By now the Go runtime in the library has started its netpoller (an epoll
 # instance and an eventfd): the restored process must checkpoint again, and
 # its image restart.
@@ -54,14 +47,14 @@ for gen in 1 2; do
 	for k in 1 2; do
 		sleep 1
 		kill -USR2 "$hpid"
-		wait_for eval "(( \$(grep -c 'ckpt: wrote' gen$gen.err) >= $k ))" ||
+		wait_for at_least "ckpt: wrote" "gen$gen.err" "$k" ||
 			fail "generation $gen wrote no image"
 	done
 	sleep 0.5
 	kill -9 "$hpid"
 	grep -q FAIL "gen$gen.out" && fail "generation $gen reports a bad state"
-	(($(grep -c . "gen$gen.out") >= 10)) || fail "generation $gen stopped ticking"
-	image=$(sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' "gen$gen.err" | tail -n 1)
+	at_least . "gen$gen.out" 10 || fail "generation $gen stopped ticking"
+	image=$(image_in "gen$gen.err")
 done
 pauses=$(sed -n 's/.*paused \([0-9.]*\) ms.*/\1/p' orig.err | sort -n | awk '{a[NR]=$1} END {print "pause median " a[int((NR+1)/2)] " ms, max " a[NR] " ms"}')
 echo "PASS: $n checkpoints in ${elapsed}s plus a burst of 20 ($(written) images in all), $pauses; the last image restarts and checkpoints again for 2 generations"
