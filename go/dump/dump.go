@@ -47,6 +47,7 @@ func Write(r *Request) (res Result, err error) {
 		dir = "."
 	}
 	tmp := filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, r.Child))
+	removeStale(dir, "."+base+".tmp")
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return res, fmt.Errorf("creating %q: %w", tmp, err)
@@ -79,6 +80,30 @@ func Write(r *Request) (res Result, err error) {
 		unix.Close(dfd)
 	}
 	return Result{Size: size, Stored: stored}, nil
+}
+
+// removeStale deletes temporary files that earlier checkpoints to the same
+// image left when they were killed half-way (only one checkpoint of a
+// process runs at a time, so none of them is being written).
+func removeStale(dir, prefix string) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+		for _, name := range names {
+			if strings.HasPrefix(name, prefix) {
+				unix.Unlinkat(fd, name, 0)
+			}
+		}
+	}
 }
 
 // fdWriter is an io.WriterAt on a raw descriptor.
