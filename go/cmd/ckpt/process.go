@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// target is a running process that uses libckpt.so.
+type target struct {
+	pid    int            // as this process sees it
+	image  string         // where its library writes images
+	signal syscall.Signal // its trigger
+}
+
+// findTarget checks that pid runs libckpt.so and works out, as the library
+// does, where its images go and which signal triggers it.
+func findTarget(pid int) (*target, error) {
+	proc := fmt.Sprintf("/proc/%d", pid)
+	env, err := os.ReadFile(proc + "/environ")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no process %d", pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	vars := map[string]string{}
+	for _, kv := range bytes.Split(env, []byte{0}) {
+		if k, v, ok := strings.Cut(string(kv), "="); ok {
+			vars[k] = v
+		}
+	}
+	maps, _ := os.ReadFile(proc + "/maps")
+	if !strings.Contains(vars["LD_PRELOAD"], "libckpt") && !bytes.Contains(maps, []byte("libckpt")) {
+		return nil, fmt.Errorf("process %d does not run libckpt.so (start it with `ckpt run`)", pid)
+	}
+	t := &target{pid: pid, signal: syscall.SIGUSR2}
+	if s := vars["CKPT_SIGNAL"]; s != "" {
+		if t.signal, err = parseSignal(s); err != nil {
+			return nil, err
+		}
+	}
+	cmdline, err := os.ReadFile(proc + "/cmdline")
+	if err != nil {
+		return nil, err
+	}
+	argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+	dir := vars["CKPT_DIR"]
+	if !filepath.IsAbs(dir) {
+		// The library resolves it against the directory the program
+		// started in; the current one is the best guess from outside.
+		cwd, err := os.Readlink(proc + "/cwd")
+		if err != nil {
+			return nil, err
+		}
+		dir = filepath.Join(cwd, dir)
+	}
+	t.image = filepath.Join(dir, fmt.Sprintf("%s.%d.ckpt", filepath.Base(string(argv0)), innerPID(pid)))
+	return t, nil
+}
+
+// innerPID is pid as the process itself sees it: restored processes run in
+// a PID namespace of their own, with their original PID.
+func innerPID(pid int) int {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return pid
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(rest)
+			if n, err := strconv.Atoi(f[len(f)-1]); err == nil {
+				return n
+			}
+		}
+	}
+	return pid
+}
+
+// parseSignal accepts "12", "USR2" or "SIGUSR2".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	if sig := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); sig != 0 {
+		return sig, nil
+	}
+	return 0, usageError{fmt.Sprintf("%q is not a signal", s)}
+}
+
+// identity tells one image file from the next: a checkpoint renames a new
+// file over the old one.
+func identity(path string) (ino uint64, ok bool) {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0, false
+	}
+	return st.Ino, true
+}
+
+// checkpoint triggers t and, if wait, waits until a new image is in place.
+func (t *target) checkpoint(wait bool, timeout time.Duration) error {
+	before, had := identity(t.image)
+	if err := syscall.Kill(t.pid, t.signal); err != nil {
+		return fmt.Errorf("signalling process %d: %w", t.pid, err)
+	}
+	if !wait {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if now, ok := identity(t.image); ok && (!had || now != before) {
+			return nil
+		}
+		if syscall.Kill(t.pid, 0) != nil {
+			return fmt.Errorf("process %d ended before its image %q was written", t.pid, t.image)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no new image %q after %v (see the program's stderr)", t.image, timeout)
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/restart"
+)
+
+func restartCmd(args []string) (int, error) {
+	fs := newFlags("restart", "[--pid-file F] [--force] (IMAGE | --dir D)",
+		`Restarts a process from IMAGE, or from the newest complete image in D, with
+its original PID in new namespaces.  ckpt restart stays in the foreground,
+passes signals on, and exits with the program's status.
+
+Examples:
+  ckpt restart hello.4242.ckpt
+  ckpt restart --dir /scratch/ckpt    # the newest image there`)
+	dir := fs.String("dir", "", "restart the newest complete image in this directory")
+	pidFile := fs.String("pid-file", "", "write the restored program's PID to this file")
+	force := fs.Bool("force", false, "restore an image owned by another user")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	var path string
+	switch {
+	case *dir != "" && fs.NArg() == 0:
+		p, err := newestImage(*dir)
+		if err != nil {
+			return 0, err
+		}
+		path = p
+	case *dir == "" && fs.NArg() == 1:
+		path = fs.Arg(0)
+	default:
+		fs.Usage()
+		return 0, usageError{"give one IMAGE or --dir"}
+	}
+	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
+		path = filepath.Join(wd, path)
+	}
+	var started func(int)
+	if *pidFile != "" {
+		abs, err := filepath.Abs(*pidFile)
+		if err != nil {
+			return 0, err
+		}
+		started = func(pid int) { os.WriteFile(abs, []byte(strconv.Itoa(pid)+"\n"), 0o644) }
+	}
+	warn := func(msg string) { fmt.Fprintf(os.Stderr, "ckpt restart: warning: %s\n", msg) }
+	status, err := restart.Run(path, *force, warn, started)
+	if errors.Is(err, restart.ErrBadImage) {
+		return 0, badImageError{fmt.Errorf("%q: %w", path, err)}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", path, err)
+	}
+	return status, nil
+}
+
+// newestImage picks the most recently written image in dir whose header and
+// metadata are intact (restart checks the rest).  Temporary files start
+// with a dot and are never picked.
+func newestImage(dir string) (string, error) {
+	var found []string
+	for _, pattern := range []string{"*.ckpt", "*.ckpt.[0-9]*"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return "", err
+		}
+		found = append(found, m...)
+	}
+	mtime := map[string]int64{}
+	for _, p := range found {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			mtime[p] = fi.ModTime().UnixNano()
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return mtime[found[i]] > mtime[found[j]] })
+	for _, p := range found {
+		if intact(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no complete image in %q", dir)
+}
+
+func intact(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	_, _, err = image.Read(f, fi.Size())
+	return err == nil
+}
