@@ -223,6 +223,18 @@ func (r Run) Len() uint64 { return r.Pages * PageSize }
 // Pages is the number of pages an area spans.
 func (a *Area) Pages() uint64 { return uint64(a.End-a.Start) / PageSize }
 
+// StoredBytes is the number of bytes of data the image holds.
+func (im *Image) StoredBytes() uint64 {
+	var n uint64
+	for i := range im.Areas {
+		n += im.Areas[i].StoredBytes()
+	}
+	for i := range im.Files {
+		n += im.Files[i].StoredBytes()
+	}
+	return n
+}
+
 // StoredBytes is the number of page-data bytes in the image for this area.
 func (a *Area) StoredBytes() uint64 { return runBytes(a.Runs) }
 

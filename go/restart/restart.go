@@ -52,10 +52,31 @@ func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
 	return done, nil
 }
 
+// Options change how an image is checked and restored.  The zero value is
+// the default.
+type Options struct {
+	// Force accepts an image owned by another user.
+	Force bool
+	// Progress, if set, is called as the image's data is checked, with
+	// the bytes checked so far and in all.
+	Progress func(done, total uint64)
+	// Warn, if set, gets one line for everything restored differently
+	// from how it was.
+	Warn func(string)
+	// Started, if set, gets the restored program's PID as seen here.
+	Started func(pid int)
+}
+
+func (o *Options) warn(msg string) {
+	if o.Warn != nil {
+		o.Warn(msg)
+	}
+}
+
 // Load opens, decodes and fully verifies the image at path.  The returned
 // descriptor is open on the image.  An image must belong to the invoking
-// user (it will run as them) unless force is set.
-func Load(path string, force bool) (*image.Image, int, error) {
+// user (it will run as them) unless o.Force is set.
+func Load(path string, o *Options) (*image.Image, int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, bad("%w", err)
@@ -69,13 +90,18 @@ func Load(path string, force bool) (*image.Image, int, error) {
 		unix.Close(fd)
 		return nil, -1, bad("not a regular file")
 	}
-	if uid := uint32(os.Getuid()); st.Uid != uid && !force {
+	if uid := uint32(os.Getuid()); st.Uid != uid && !o.Force {
 		unix.Close(fd)
 		return nil, -1, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
 	}
 	im, _, err := image.Read(fdReader(fd), st.Size)
 	if err == nil {
-		err = image.VerifyData(fdReader(fd), im, nil)
+		var progress func(uint64)
+		if o.Progress != nil {
+			total := im.StoredBytes()
+			progress = func(done uint64) { o.Progress(done, total) }
+		}
+		err = image.VerifyData(fdReader(fd), im, progress)
 	}
 	if err != nil {
 		unix.Close(fd)
@@ -85,8 +111,8 @@ func Load(path string, force bool) (*image.Image, int, error) {
 }
 
 // Verify checks everything Run would check, without starting anything.
-func Verify(path string, force bool) error {
-	im, fd, err := Load(path, force)
+func Verify(path string, o *Options) error {
+	im, fd, err := Load(path, o)
 	if err != nil {
 		return err
 	}
@@ -141,11 +167,9 @@ func checkHost(im *image.Image) error {
 // and thread IDs: the restore stub runs as the namespace's PID 1, forks the
 // program with its PID and forwards signals to it.  Run forwards signals it
 // receives to the stub, and returns the program's exit status (128+N if a
-// signal N killed it).  warn reports what is restored differently from how
-// it was (one line each); started, if not nil, gets the program's PID as
-// this process sees it.
-func Run(path string, force bool, warn func(string), started func(pid int)) (int, error) {
-	im, fd, err := Load(path, force)
+// signal N killed it).
+func Run(path string, o *Options) (int, error) {
+	im, fd, err := Load(path, o)
 	if err != nil {
 		return 0, err
 	}
@@ -161,7 +185,7 @@ func Run(path string, force bool, warn func(string), started func(pid int)) (int
 	if err != nil {
 		return 0, bad("%w", err)
 	}
-	files, err := reopenFiles(im, fdReader(fd), warn)
+	files, err := reopenFiles(im, fdReader(fd), o.warn)
 	if err != nil {
 		return 0, err
 	}
@@ -200,7 +224,7 @@ func Run(path string, force bool, warn func(string), started func(pid int)) (int
 	for at, ours := range child {
 		attrFiles[at] = os.NewFile(uintptr(ours), "restore-"+strconv.Itoa(at))
 	}
-	applyProcessState(&im.Process, warn)
+	applyProcessState(&im.Process, o.warn)
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
@@ -223,10 +247,10 @@ func Run(path string, force bool, warn func(string), started func(pid int)) (int
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
 	}
-	if started != nil {
+	if o.Started != nil {
 		go func() {
 			if pid, err := leaderPID(proc.Pid); err == nil {
-				started(pid)
+				o.Started(pid)
 			}
 		}()
 	}

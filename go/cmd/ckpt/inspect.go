@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ckpt/ckpt/go/inspect"
 	"github.com/ckpt/ckpt/go/restart"
+	"golang.org/x/sys/unix"
 )
 
 func inspectCmd(args []string) (int, error) {
@@ -42,15 +44,27 @@ func verifyCmd(args []string) (int, error) {
 Example:
   ckpt verify job.4242.ckpt && ckpt restart job.4242.ckpt`)
 	force := fs.Bool("force", false, "accept an image owned by another user")
+	quiet := fs.Bool("q", false, "no progress display")
 	path, err := oneArg(fs, args, "IMAGE")
 	if err != nil {
 		return 0, err
 	}
-	if err := restart.Verify(path, *force); err != nil {
+	if err := restart.Verify(path, options(*force, *quiet, "checking "+filepath.Base(path))); err != nil {
 		return 0, badImageError{fmt.Errorf("%q: %w", path, err)}
 	}
 	fmt.Printf("%s: ok\n", path)
 	return 0, nil
+}
+
+// options are the restart options every command uses: progress on a
+// terminal unless quiet, warnings on stderr.
+func options(force, quiet bool, what string) *restart.Options {
+	o := &restart.Options{Force: force,
+		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "ckpt: warning: %s\n", msg) }}
+	if _, err := unix.IoctlGetTermios(2, unix.TCGETS); err == nil && !quiet {
+		o.Progress = restart.TerminalProgress(os.Stderr, what)
+	}
+	return o
 }
 
 // newFlags makes a flag set whose --help prints usage, a description and

@@ -24,6 +24,7 @@ Examples:
 	dir := fs.String("dir", "", "restart the newest complete image in this directory")
 	pidFile := fs.String("pid-file", "", "write the restored program's PID to this file")
 	force := fs.Bool("force", false, "restore an image owned by another user")
+	quiet := fs.Bool("q", false, "no progress display")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
@@ -44,16 +45,15 @@ Examples:
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
 	}
-	var started func(int)
+	o := options(*force, *quiet, "checking "+filepath.Base(path))
 	if *pidFile != "" {
 		abs, err := filepath.Abs(*pidFile)
 		if err != nil {
 			return 0, err
 		}
-		started = func(pid int) { os.WriteFile(abs, []byte(strconv.Itoa(pid)+"\n"), 0o644) }
+		o.Started = func(pid int) { os.WriteFile(abs, []byte(strconv.Itoa(pid)+"\n"), 0o644) }
 	}
-	warn := func(msg string) { fmt.Fprintf(os.Stderr, "ckpt restart: warning: %s\n", msg) }
-	status, err := restart.Run(path, *force, warn, started)
+	status, err := restart.Run(path, o)
 	if errors.Is(err, restart.ErrBadImage) {
 		return 0, badImageError{fmt.Errorf("%q: %w", path, err)}
 	}

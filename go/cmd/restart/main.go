@@ -1,6 +1,6 @@
 // Command restart brings a checkpointed process back from its image.
 //
-//	restart [--pid-file FILE] [--verify-only] [--force] IMAGE
+//	restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE
 //
 // The restored program runs with its original PID and thread IDs in new
 // user, PID and mount namespaces, with this command's standard input,
@@ -19,14 +19,16 @@ import (
 	"strconv"
 
 	"github.com/ckpt/ckpt/go/restart"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	pidFile := flag.String("pid-file", "", "write the restored program's PID (as seen here) to `FILE`")
 	verifyOnly := flag.Bool("verify-only", false, "check the whole image and this machine, start nothing")
 	force := flag.Bool("force", false, "restore an image owned by another user")
+	quiet := flag.Bool("q", false, "no progress display")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] IMAGE")
+		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -40,28 +42,31 @@ func main() {
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
 	}
+	o := &restart.Options{Force: *force,
+		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }}
+	if !*quiet && isTerminal(os.Stderr) {
+		o.Progress = restart.TerminalProgress(os.Stderr, "checking "+filepath.Base(path))
+	}
 	if *verifyOnly {
-		if err := restart.Verify(path, *force); err != nil {
+		if err := restart.Verify(path, o); err != nil {
 			fmt.Fprintf(os.Stderr, "restart: %q: %v\n", path, err)
 			os.Exit(2)
 		}
 		fmt.Printf("%s: ok\n", path)
 		return
 	}
-	var started func(int)
 	if *pidFile != "" {
 		// restart moves into the program's working directory.
 		if abs, err := filepath.Abs(*pidFile); err == nil {
 			*pidFile = abs
 		}
-		started = func(pid int) {
+		o.Started = func(pid int) {
 			if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 				fmt.Fprintf(os.Stderr, "restart: writing %q: %v\n", *pidFile, err)
 			}
 		}
 	}
-	warn := func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }
-	status, err := restart.Run(path, *force, warn, started)
+	status, err := restart.Run(path, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "restart: %q: %v\n", path, err)
 		if errors.Is(err, restart.ErrBadImage) {
@@ -70,4 +75,10 @@ func main() {
 		os.Exit(1)
 	}
 	os.Exit(status)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
