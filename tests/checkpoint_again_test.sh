@@ -8,7 +8,8 @@
 #     no temporary file left) and a restart resumes from the later point;
 #   - a temporary file left by a checkpoint killed half-way is removed by
 #     the next checkpoint;
-#   - CKPT_QUIET=1 silences the report but still writes the image.
+#   - CKPT_QUIET=1 silences the report but still writes the image;
+#   - a program that installs its own SIGUSR2 handler gets one warning.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
@@ -61,4 +62,10 @@ wait_for at_least . quiet.out 2 || fail "hello did not start"
 kill -USR2 "$pid"
 wait_for compgen -G "quiet/*.ckpt" >/dev/null || fail "no quiet image"
 [[ -s quiet.err ]] && fail "CKPT_QUIET=1 still printed: $(cat quiet.err)"
+# A program that takes SIGUSR2 for itself is told, once, on stderr.
+LD_PRELOAD=$lib python3 -c 'import signal; signal.signal(signal.SIGUSR2, lambda *a: None); signal.signal(signal.SIGUSR2, signal.SIG_DFL)' \
+	2>takeover.err || fail "python3 under the library failed"
+[[ $(count "own handler for the checkpoint signal" takeover.err) == 1 ]] ||
+	fail "no single warning when the program takes SIGUSR2: $(cat takeover.err)"
+
 echo "PASS: failed checkpoint survived, second image replaced the first (restored from tick $first > $second_from), quiet mode silent"
