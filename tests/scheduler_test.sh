@@ -5,9 +5,9 @@
 # SIGUSR2 a while later as Slurm does before a time limit, expects exit 99
 # (requeue), and runs it again, three times in all.  The program's output,
 # appended across the runs as with --open-mode=append, must count on
-# without skipping; a line printed between a checkpoint and the kill that
-# follows it is printed again by the next run, as the restored program
-# redoes that tick.
+# without skipping; lines printed between a checkpoint and the kill that
+# follows it are printed again by the next run, as the restored program
+# redoes those ticks.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 ckpt=$(realpath "$1")
@@ -26,6 +26,9 @@ for run in 1 2 3; do
 	wait "$jpid" || rc=$?
 	((rc == 99)) || fail "run $run exited $rc, want 99 (requeue)"
 done
-awk 'NR>1 && $1 != prev+1 && $1 != prev {exit 1} {prev=$1}' job.out ||
-	fail "the count went back or skipped across requeues"
+# Forward by one, or back by the few ticks a requeued run redoes (at most
+# once per requeue); never a skip, never back to the start.
+awk 'NR>1 && ($1 > prev+1 || $1 < 2) {exit 1} NR>1 && $1 <= prev {backs++} {prev=$1}
+	END {exit backs > 2}' job.out || fail "the count skipped, started over, or went back too often"
+
 echo "PASS: 3 runs of the job script, each warned, checkpointed and requeued; the count reached $(awk 'END {print $1}' job.out) without a gap"
