@@ -57,9 +57,7 @@ struct ck_restore_fd {
 };
 
 struct ck_restore_thread {
-	/* Resume point; the same order as struct ck_point in cc_shim/shim.h.
-	 * ck_resume in start_amd64.S reads these first eight fields. */
-	uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
+	struct ck_point point; /* ck_resume in start_amd64.S reads it first */
 	uint64_t fs_base;
 	uint64_t robust_head;
 	uint64_t robust_len;
