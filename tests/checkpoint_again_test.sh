@@ -9,7 +9,8 @@
 #   - a temporary file left by a checkpoint killed half-way is removed by
 #     the next checkpoint;
 #   - CKPT_QUIET=1 silences the report but still writes the image;
-#   - a program that installs its own SIGUSR2 handler gets one warning.
+#   - a program that installs its own SIGUSR2 handler gets one warning;
+#   - with CKPT_SAVE_FILES=1 a small file's contents come back at restart.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
@@ -67,5 +68,34 @@ LD_PRELOAD=$lib python3 -c 'import signal; signal.signal(signal.SIGUSR2, lambda 
 	2>takeover.err || fail "python3 under the library failed"
 [[ $(count "own handler for the checkpoint signal" takeover.err) == 1 ]] ||
 	fail "no single warning when the program takes SIGUSR2: $(cat takeover.err)"
+
+# CKPT_SAVE_FILES=1: a small open file changed after the checkpoint comes
+# back as it was (without it, a shorter file is refused).
+cat >saver.py <<'PY'
+import os, sys, time
+fd = os.open("data.txt", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"the state at the start\n")
+i = 0
+while True:
+    i += 1
+    if os.pread(fd, 100, 0) != b"the state at the start\n":
+        print("FAIL data.txt changed", flush=True)
+        sys.exit(1)
+    print(i, flush=True)
+    time.sleep(0.1)
+PY
+CKPT_SAVE_FILES=1 CKPT_DIR=$work LD_PRELOAD=$lib python3 saver.py >saver.out 2>saver.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . saver.out 2 || fail "saver.py did not start"
+kill -USR2 "$pid"
+wait_for at_least "ckpt: wrote" saver.err 1 || fail "saver.py was not checkpointed"
+kill -9 "$pid"
+echo "changed" >data.txt
+"$restart" "$(image_in saver.err)" >saved.out 2>saved.err &
+pids+=($!)
+wait_for at_least . saved.out 3 || fail "saver.py did not restart with its saved file"
+grep -q FAIL saved.out && fail "data.txt was not put back"
+grep -q "contents put back" saved.err || fail "no word that data.txt was put back"
 
 echo "PASS: failed checkpoint survived, second image replaced the first (restored from tick $first > $second_from), quiet mode silent"

@@ -27,6 +27,9 @@ type Request struct {
 	Process image.Process
 	Threads []image.Thread
 	Files   []image.File // descriptors with FD, flags and offset filled in
+	// SaveFiles stores the contents of regular files up to
+	// image.MaxSavedFile bytes (CKPT_SAVE_FILES).
+	SaveFiles bool
 }
 
 // Result describes a written image.
@@ -199,7 +202,7 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 		im.Areas = append(im.Areas, a)
 	}
 	for i := range im.Files {
-		if err := src.describeFile(w, proc, &im.Files[i]); err != nil {
+		if err := src.describeFile(w, proc, &im.Files[i], r.SaveFiles); err != nil {
 			return 0, 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
 		}
 		stored += im.Files[i].StoredBytes()

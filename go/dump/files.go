@@ -45,10 +45,11 @@ func processState(child int, p *image.Process) error {
 }
 
 // describeFile fills in what descriptor f.FD of the child refers to (f's
-// FD, flags, offset and size come from the signal handler), and
+// FD, flags, offset and size come from the signal handler), saves small
+// files' contents if asked, and
 // saves the contents of a regular file that was deleted while open: nothing
 // else could bring it back.
-func (s *source) describeFile(w *image.Writer, proc string, f *image.File) error {
+func (s *source) describeFile(w *image.Writer, proc string, f *image.File, saveFiles bool) error {
 	link := fmt.Sprintf("%s/fd/%d", proc, f.FD)
 	target, err := rawReadlink(link)
 	if err != nil {
@@ -95,12 +96,13 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File) error
 		}
 		f.EventfdCount = info.EventfdCount
 	}
-	if !f.Deleted || f.Size == 0 {
+	f.Saved = saveFiles && f.Kind == image.FileRegular && !f.Deleted && f.Size <= image.MaxSavedFile
+	if !(f.Deleted || f.Saved) || f.Size == 0 {
 		return nil
 	}
 	fd, err := unix.Open(link, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("opening the deleted file %q: %w", target, err)
+		return fmt.Errorf("opening %q to save it: %w", target, err)
 	}
 	defer unix.Close(fd)
 	buf := s.buf
@@ -108,7 +110,7 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File) error
 		n := min(uint64(len(buf)), f.Size-page*image.PageSize)
 		clear(buf[:pageRound(n)])
 		if err := preadFull(fd, buf[:n], int64(page*image.PageSize)); err != nil {
-			return fmt.Errorf("reading the deleted file %q: %w", target, err)
+			return fmt.Errorf("saving %q: %w", target, err)
 		}
 		if f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero); err != nil {
 			return err

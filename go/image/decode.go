@@ -246,15 +246,11 @@ func DecodeMeta(b []byte) (*Image, error) {
 		f.FDFlags = d.u32()
 		f.Flags = d.u32()
 		f.Kind = FileKind(d.u8())
-		switch d.u8() {
-		case 0:
-		case 1:
-			f.Deleted = true
-		default:
-			if d.err == nil {
-				d.err = corrupt("file %d has a bad deleted flag", i)
-			}
+		state := d.u8()
+		if state&^(fileDeleted|fileSaved) != 0 && d.err == nil {
+			d.err = corrupt("file %d has unknown state bits %#x", i, state)
 		}
+		f.Deleted, f.Saved = state&fileDeleted != 0, state&fileSaved != 0
 		f.Offset = int64(d.u64())
 		f.Size = d.u64()
 		f.Mode = d.u32()
@@ -342,8 +338,9 @@ func (im *Image) Validate(dataEnd uint64) error {
 		if f.Kind >= fileKindCount {
 			return corrupt("descriptor %d has unknown kind %d", f.FD, f.Kind)
 		}
-		if (f.Deleted && f.Kind != FileRegular) || (!f.Deleted && len(f.Runs) != 0) {
-			return corrupt("descriptor %d carries data but is not a deleted file", f.FD)
+		withData := f.Deleted || f.Saved
+		if (withData && f.Kind != FileRegular) || (!withData && len(f.Runs) != 0) {
+			return corrupt("descriptor %d carries data but is not a deleted or saved regular file", f.FD)
 		}
 		if len(f.Epoll) != 0 && f.Kind != FileOther {
 			return corrupt("descriptor %d has epoll targets but is a %s", f.FD, f.Kind)

@@ -103,7 +103,8 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
 //	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
 //	files    count u32, then each File: fd i32, fdFlags u32, flags u32,
-//	         kind u8, deleted u8, offset u64, size u64, mode u32, dev u64,
+//	         kind u8, state u8 (1 deleted, 2 contents saved), offset u64,
+//	         size u64, mode u32, dev u64,
 //	         ino u64, path str, runs (as for areas), epoll count u32,
 //	         then each: fd i32, events u32, data u64; eventfdCount u64
 //
@@ -184,11 +185,14 @@ func EncodeMeta(im *Image) []byte {
 		e.u32(f.FDFlags)
 		e.u32(f.Flags)
 		e.u8(uint8(f.Kind))
+		var state uint8
 		if f.Deleted {
-			e.u8(1)
-		} else {
-			e.u8(0)
+			state |= fileDeleted
 		}
+		if f.Saved {
+			state |= fileSaved
+		}
+		e.u8(state)
 		e.u64(uint64(f.Offset))
 		e.u64(f.Size)
 		e.u32(f.Mode)

@@ -76,6 +76,7 @@ type File struct {
 	Flags   uint32 // file status flags and access mode (F_GETFL)
 	Kind    FileKind
 	Deleted bool   // a regular file unlinked while open; Runs hold its data
+	Saved   bool   // a regular file whose contents Runs hold (CKPT_SAVE_FILES)
 	Offset  int64  // the file position, or -errno where there is none
 	Size    uint64 // st_size at checkpoint time
 	Mode    uint32 // st_mode

@@ -158,6 +158,7 @@ func TestValidate(t *testing.T) {
 		{"files unsorted", func(im *Image) { im.Files[0].FD = 6 }},
 		{"negative fd", func(im *Image) { im.Files[0].FD = -1 }},
 		{"file data not deleted", func(im *Image) { im.Files[1].Deleted = false }},
+		{"saved pipe", func(im *Image) { im.Files[2].Saved = true }},
 		{"file run past size", func(im *Image) { im.Files[1].Runs[0].Page = 2 }},
 		{"bad file kind", func(im *Image) { im.Files[2].Kind = 42 }},
 	} {

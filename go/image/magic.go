@@ -35,6 +35,15 @@ const (
 	MaxFD       = 1<<30 - 1
 )
 
+// File state bits in the metadata.
+const (
+	fileDeleted = 1 << iota
+	fileSaved
+)
+
+// MaxSavedFile is the largest file whose contents CKPT_SAVE_FILES saves.
+const MaxSavedFile = 64 << 20
+
 // Protection bits, as mmap's PROT_*.
 const (
 	ProtRead  = 0x1

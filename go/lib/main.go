@@ -44,6 +44,7 @@ func ckptGoReady() {
 type config struct {
 	dir   string // CKPT_DIR, default the starting directory; absolute
 	quiet bool   // CKPT_QUIET=1
+	save  bool   // CKPT_SAVE_FILES=1: store small open files' contents
 	name  string // program name for image file names
 }
 
@@ -52,7 +53,8 @@ func init() {
 	if fd < 0 {
 		return
 	}
-	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1", name: programName()}
+	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
+		save: os.Getenv("CKPT_SAVE_FILES") == "1", name: programName()}
 	// Relative to the directory the program started in, not to wherever
 	// it is when a checkpoint comes.
 	if wd, err := os.Getwd(); err == nil && !filepath.IsAbs(cfg.dir) {
@@ -114,7 +116,8 @@ func checkpoint(child int, cfg *config) {
 	if st.dropped > 0 {
 		logf(cfg, "ckpt: %d open descriptors beyond the first %d are not saved\n", st.dropped, len(st.files))
 	}
-	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files}
+	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
+		SaveFiles: cfg.save}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))

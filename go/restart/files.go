@@ -143,6 +143,12 @@ func reopen(f *image.File, img io.ReaderAt, warn func(string)) (int, error) {
 	switch {
 	case f.Kind == image.FileRegular && f.Deleted:
 		return recreateDeleted(f, img, flags)
+	case f.Kind == image.FileRegular && f.Saved:
+		if err := writeSaved(f, img); err != nil {
+			return -1, err
+		}
+		warn(fmt.Sprintf("descriptor %d: %q: contents put back as they were at the checkpoint", f.FD, f.Path))
+		return reopenRegular(f, flags, warn)
 	case f.Kind == image.FileRegular:
 		return reopenRegular(f, flags, warn)
 	case f.Kind == image.FileDirectory:
@@ -202,6 +208,41 @@ func reopenRegular(f *image.File, flags int, warn func(string)) (int, error) {
 	return fd, nil
 }
 
+// writeSaved puts a saved file's contents back at its path, creating it
+// if it is gone.
+func writeSaved(f *image.File, img io.ReaderAt) error {
+	fd, err := unix.Open(f.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, f.Mode&0o7777)
+	if err != nil {
+		return fmt.Errorf("putting back the saved contents: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		return err
+	}
+	if err := copyRuns(fd, f, img); err != nil {
+		return err
+	}
+	return unix.Ftruncate(fd, int64(f.Size))
+}
+
+// copyRuns writes f's saved pages from the image into fd.
+func copyRuns(fd int, f *image.File, img io.ReaderAt) error {
+	buf := make([]byte, 1<<20)
+	for _, r := range f.Runs {
+		for off := uint64(0); off < r.Len(); {
+			n := min(uint64(len(buf)), r.Len()-off)
+			if _, err := img.ReadAt(buf[:n], int64(r.FileOff+off)); err != nil {
+				return err
+			}
+			if _, err := unix.Pwrite(fd, buf[:n], int64(r.Page*image.PageSize+off)); err != nil {
+				return err
+			}
+			off += n
+		}
+	}
+	return nil
+}
+
 // recreateDeleted makes an unlinked file with the saved contents, in the
 // directory the file was in when possible.
 func recreateDeleted(f *image.File, img io.ReaderAt, flags int) (int, error) {
@@ -214,18 +255,8 @@ func recreateDeleted(f *image.File, img io.ReaderAt, flags int) (int, error) {
 		return -1, fmt.Errorf("recreating the deleted file: %w", err)
 	}
 	defer unix.Close(tmp)
-	buf := make([]byte, 1<<20)
-	for _, r := range f.Runs {
-		for off := uint64(0); off < r.Len(); {
-			n := min(uint64(len(buf)), r.Len()-off)
-			if _, err := img.ReadAt(buf[:n], int64(r.FileOff+off)); err != nil {
-				return -1, err
-			}
-			if _, err := unix.Pwrite(tmp, buf[:n], int64(r.Page*image.PageSize+off)); err != nil {
-				return -1, err
-			}
-			off += n
-		}
+	if err := copyRuns(tmp, f, img); err != nil {
+		return -1, err
 	}
 	if err := unix.Ftruncate(tmp, int64(f.Size)); err != nil {
 		return -1, err
