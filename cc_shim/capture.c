@@ -92,6 +92,91 @@ static void ck_capture_fds(struct ck_state *st)
 	syscall(SYS_close, dir);
 }
 
+/* ck_number_after parses the number (in base) after prefix at the start
+ * of line, if line starts with prefix. */
+static int ck_number_after(const char *line, const char *end, const char *prefix, int base, uint64_t *v)
+{
+	size_t n = strlen(prefix);
+
+	if ((size_t)(end - line) < n || memcmp(line, prefix, n) != 0)
+		return 0;
+	*v = 0;
+	for (line += n; line < end; line++) {
+		int d;
+		if (*line >= '0' && *line <= '9')
+			d = *line - '0';
+		else if (base == 16 && *line >= 'a' && *line <= 'f')
+			d = *line - 'a' + 10;
+		else
+			break;
+		*v = *v * (uint64_t)base + (uint64_t)d;
+	}
+	return 1;
+}
+
+/* ck_capture_timers reads /proc/self/timers, whose entries are
+ *	ID: 3
+ *	signal: 14/0000000000000000
+ *	notify: signal/pid.1234		(or none/..., signal/tid.N)
+ *	ClockID: 1
+ * and asks each timer for its remaining time. */
+static void ck_capture_timers(struct ck_state *st)
+{
+	static char buf[16384];
+	struct ck_timer *t = NULL;
+	long fd, n, len = 0;
+	uint64_t v;
+
+	st->ntimers = 0;
+	st->timers_dropped = 0;
+	fd = syscall(SYS_open, "/proc/self/timers", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	while (len < (long)sizeof(buf) && (n = syscall(SYS_read, fd, buf + len, sizeof(buf) - len)) > 0)
+		len += n;
+	syscall(SYS_close, fd);
+	for (const char *line = buf, *end; line < buf + len; line = end + 1) {
+		for (end = line; end < buf + len && *end != '\n'; end++)
+			;
+		if (ck_number_after(line, end, "ID: ", 10, &v)) {
+			if (st->ntimers == CK_MAX_TIMERS) {
+				st->timers_dropped++;
+				t = NULL;
+				continue;
+			}
+			t = &st->timers[st->ntimers++];
+			memset(t, 0, sizeof(*t));
+			t->id = (int32_t)v;
+		} else if (t && ck_number_after(line, end, "signal: ", 10, &v)) {
+			const char *slash = line;
+			t->signo = (int32_t)v;
+			while (slash < end && *slash != '/')
+				slash++;
+			if (slash < end)
+				ck_number_after(slash, end, "/", 16, &t->value);
+		} else if (t && (end - line) > 8 && memcmp(line, "notify: ", 8) == 0) {
+			const char *p = line + 8, *dot = p;
+			t->notify = memcmp(p, "none", 4) == 0 ? SIGEV_NONE : SIGEV_SIGNAL;
+			while (dot < end && *dot != '/')
+				dot++;
+			if (end - dot > 4 && memcmp(dot, "/tid.", 5) == 0) {
+				t->notify |= 4; /* SIGEV_THREAD_ID */
+				ck_number_after(dot, end, "/tid.", 10, &v);
+				t->tid = (int32_t)v;
+			}
+		} else if (t && ck_number_after(line, end, "ClockID: ", 10, &v)) {
+			struct itimerspec its;
+			t->clock = (int32_t)v;
+			memset(&its, 0, sizeof(its));
+			syscall(SYS_timer_gettime, t->id, &its);
+			t->interval_sec = its.it_interval.tv_sec;
+			t->interval_nsec = its.it_interval.tv_nsec;
+			t->value_sec = its.it_value.tv_sec;
+			t->value_nsec = its.it_value.tv_nsec;
+		}
+	}
+}
+
 void ck_capture_process(struct ck_state *st, int sig)
 {
 	struct timespec ts;
@@ -114,6 +199,7 @@ void ck_capture_process(struct ck_state *st, int sig)
 		st->itimer[i].value_sec = it.it_value.tv_sec;
 		st->itimer[i].value_usec = it.it_value.tv_usec;
 	}
+	ck_capture_timers(st);
 	ck_capture_fds(st);
 }
 

@@ -87,6 +87,21 @@ struct ck_itimer {
 	int64_t value_sec, value_usec;
 };
 
+/* A POSIX timer (timer_create), from /proc/self/timers and timer_gettime. */
+struct ck_timer {
+	int32_t id;
+	int32_t clock;
+	int32_t signo;
+	int32_t notify; /* sigev_notify: SIGEV_SIGNAL, SIGEV_NONE, |SIGEV_THREAD_ID */
+	int32_t tid;	/* with SIGEV_THREAD_ID */
+	int32_t pad;
+	uint64_t value; /* sigev_value */
+	int64_t interval_sec, interval_nsec;
+	int64_t value_sec, value_nsec;
+};
+
+#define CK_MAX_TIMERS 64
+
 /* What the handler captured at the last trigger. */
 struct ck_state {
 	int64_t capture_ns; /* CLOCK_MONOTONIC when the handler started */
@@ -98,6 +113,9 @@ struct ck_state {
 	uint32_t pad;
 	struct ck_thread threads[CK_MAX_THREADS];
 	struct ck_itimer itimer[3]; /* ITIMER_REAL, _VIRTUAL, _PROF */
+	uint32_t ntimers;
+	uint32_t timers_dropped; /* POSIX timers beyond CK_MAX_TIMERS */
+	struct ck_timer timers[CK_MAX_TIMERS];
 	uint32_t nfds;
 	uint32_t fds_dropped; /* open descriptors beyond CK_MAX_FDS */
 	struct ck_fd fds[CK_MAX_FDS];

@@ -122,6 +122,8 @@ struct ck_restore_args {
 	uint64_t stacks_len;
 	uint64_t nepoll;	/* epoll registrations to make again */
 	uint64_t epoll_off;	/* struct ck_restore_epoll[nepoll] */
+	uint64_t ntimers;	/* POSIX timers to create with their IDs */
+	uint64_t timers_off;	/* struct ck_timer[ntimers] (cc_shim/shim.h) */
 };
 
 /* One epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, {events, data}), by the numbers
@@ -145,7 +147,8 @@ _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2296, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2464, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2480, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_timer) == 64, "ck_timer layout");
 _Static_assert(sizeof(struct ck_restore_epoll) == 24, "ck_restore_epoll layout");
 
 #endif /* CKPT_LINKER_CK_RESTORE_H_ */

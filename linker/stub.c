@@ -58,6 +58,8 @@
 #define SYS_prctl 157
 #define SYS_arch_prctl 158
 #define SYS_set_tid_address 218
+#define SYS_timer_create 222
+#define SYS_timer_settime 223
 #define SYS_exit_group 231
 #define SYS_epoll_ctl 233
 #define SYS_set_robust_list 273
@@ -711,6 +713,42 @@ static void ck_restore_files(const struct ck_restore_args *a)
 	ck_sys(SYS_close_range, lowest, ~0U, 0, 0, 0, 0);
 }
 
+/* POSIX timers come back with their IDs, which the program holds
+ * (PR_TIMER_CREATE_RESTORE_IDS: timer_create takes the ID it is given). */
+static void ck_restore_posix_timers(const struct ck_restore_args *a)
+{
+	const struct ck_timer *t = (const struct ck_timer *)((const char *)a + a->timers_off);
+	long rc;
+
+	if (a->ntimers == 0)
+		return;
+	rc = ck_sys(SYS_prctl, 77 /* PR_TIMER_CREATE_RESTORE_IDS */, 1, 0, 0, 0, 0);
+	if (rc != 0)
+		ck_fail("choosing POSIX timer IDs (PR_TIMER_CREATE_RESTORE_IDS)", rc);
+	for (uint64_t i = 0; i < a->ntimers; i++) {
+		struct {
+			uint64_t value;
+			int32_t signo, notify, tid, pad[11];
+		} sev; /* struct sigevent */
+		int32_t id = t[i].id;
+
+		memset(&sev, 0, sizeof(sev));
+		sev.value = t[i].value;
+		sev.signo = t[i].signo;
+		sev.notify = t[i].notify;
+		sev.tid = t[i].tid;
+		rc = ck_sys(SYS_timer_create, t[i].clock, &sev, &id, 0, 0, 0);
+		if (rc != 0 || id != t[i].id)
+			ck_fail("recreating a POSIX timer", rc ? rc : id);
+		if (t[i].value_sec != 0 || t[i].value_nsec != 0) {
+			rc = ck_sys(SYS_timer_settime, id, 0, &t[i].interval_sec, 0, 0, 0);
+			if (rc != 0)
+				ck_fail("arming a POSIX timer", rc);
+		}
+	}
+	ck_sys(SYS_prctl, 77, 0, 0, 0, 0, 0);
+}
+
 /* Last before the jump: the timers run from here on. */
 static void ck_restore_timers(const struct ck_restore_args *a)
 {
@@ -756,6 +794,7 @@ static void ck_finish(const struct ck_restore_args *a)
 		info->generation++;
 	}
 	ck_restore_files(a);
+	ck_restore_posix_timers(a);
 	ck_restore_timers(a);
 	ck_sys(SYS_munmap, a->args_addr, a->args_len, 0, 0, 0, 0);
 	rc = ck_sys(SYS_arch_prctl, ARCH_SET_FS, t.fs_base, 0, 0, 0, 0);

@@ -201,6 +201,14 @@ func DecodeMeta(b []byte) (*Image, error) {
 		t.IntervalSec, t.IntervalUsec = int64(d.u64()), int64(d.u64())
 		t.ValueSec, t.ValueUsec = int64(d.u64()), int64(d.u64())
 	}
+	p.Timers = make([]PosixTimer, d.count("timers", MaxTimers, 5*4+8+4*8))
+	for i := range p.Timers {
+		t := &p.Timers[i]
+		t.ID, t.Clock, t.Signal, t.Notify, t.TID = d.i32(), d.i32(), d.i32(), d.i32(), d.i32()
+		t.Value = d.u64()
+		t.IntervalSec, t.IntervalNsec = int64(d.u64()), int64(d.u64())
+		t.ValueSec, t.ValueNsec = int64(d.u64()), int64(d.u64())
+	}
 	const threadSize = 4 + 8*8 + 5*8 + 4 + 4 + 8 + 8 + 4 + 4 + 4
 	im.Threads = make([]Thread, d.count("threads", MaxThreads, threadSize))
 	for i := range im.Threads {

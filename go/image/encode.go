@@ -94,7 +94,9 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	Process  arch u32, pageSize u32, pid i32, signal i32, created u64,
 //	         kernel str, exe str, name str, brk u64, 10 x MMLayout u64,
 //	         restoreInfo u64, 64 x Sigaction (4 x u64), cwd str,
-//	         umask u32, 16 x Rlimit (cur, max u64), 3 x Itimer (4 x u64)
+//	         umask u32, 16 x Rlimit (cur, max u64), 3 x Itimer (4 x u64),
+//	         timers count u32, then each: id, clock, signal, notify, tid i32,
+//	         value u64, intervalSec, intervalNsec, valueSec, valueNsec i64
 //	threads  count u32, then each Thread: tid i32, 8 registers u64,
 //	         fsBase, robustHead, robustLen, clearChildTID, rseqAddr u64,
 //	         rseqLen u32, rseqSig u32, altstackSP u64, altstackSize u64,
@@ -142,6 +144,16 @@ func EncodeMeta(im *Image) []byte {
 		e.u64(uint64(t.IntervalUsec))
 		e.u64(uint64(t.ValueSec))
 		e.u64(uint64(t.ValueUsec))
+	}
+	e.u32(uint32(len(p.Timers)))
+	for _, t := range p.Timers {
+		for _, v := range []int32{t.ID, t.Clock, t.Signal, t.Notify, t.TID} {
+			e.i32(v)
+		}
+		e.u64(t.Value)
+		for _, v := range []int64{t.IntervalSec, t.IntervalNsec, t.ValueSec, t.ValueNsec} {
+			e.u64(uint64(v))
+		}
 	}
 	e.u32(uint32(len(im.Threads)))
 	for i := range im.Threads {

@@ -55,6 +55,19 @@ type Process struct {
 	Umask       uint32
 	Rlimits     [NRlimit]Rlimit // indexed by RLIMIT_* resource number
 	Itimers     [3]Itimer       // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+	Timers      []PosixTimer    // timer_create timers
+}
+
+// PosixTimer is a timer_create timer with its ID, event and time left.
+type PosixTimer struct {
+	ID, Clock, Signal int32
+	Notify            int32 // sigev_notify
+	TID               int32 // with SIGEV_THREAD_ID
+	Value             uint64
+	IntervalSec       int64
+	IntervalNsec      int64
+	ValueSec          int64
+	ValueNsec         int64
 }
 
 // NRlimit is the number of resource limits saved (RLIMIT_CPU..RLIMIT_RTTIME).

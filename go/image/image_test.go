@@ -45,6 +45,7 @@ func sample(t testing.TB) (*Image, []byte) {
 	im.Process.Rlimits[7] = Rlimit{Cur: 1024, Max: 4096}
 	im.Process.Cwd = "/home/user"
 	im.Process.Itimers[0] = Itimer{ValueSec: 3}
+	im.Process.Timers = []PosixTimer{{ID: 3, Clock: 1, Signal: 10, ValueNsec: 5000, Value: 0xdead}}
 	f := &memFile{}
 	w := NewWriter(f)
 	page := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*PageSize) }

@@ -32,6 +32,7 @@ const (
 	MaxString   = 4096
 	MaxRunCount = 1 << 26
 	MaxFiles    = 1 << 20
+	MaxTimers   = 1 << 16
 	MaxFD       = 1<<30 - 1
 )
 

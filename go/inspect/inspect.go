@@ -35,6 +35,10 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 				t.ValueSec, t.ValueUsec, t.IntervalSec, t.IntervalUsec)
 		}
 	}
+	for _, t := range p.Timers {
+		fmt.Fprintf(w, "timer:    id %d clock %d signal %d, %d.%09ds left, every %d.%09ds\n", t.ID, t.Clock, t.Signal,
+			t.ValueSec, t.ValueNsec, t.IntervalSec, t.IntervalNsec)
+	}
 	fmt.Fprintf(w, "files:    %d\n", len(im.Files))
 	for i := range im.Files {
 		f := &im.Files[i]

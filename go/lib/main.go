@@ -114,7 +114,8 @@ func checkpoint(child int, cfg *config) {
 		return
 	}
 	if st.dropped > 0 {
-		logf(cfg, "ckpt: %d open descriptors beyond the first %d are not saved\n", st.dropped, len(st.files))
+		logf(cfg, "ckpt: %d descriptors or timers beyond the first %d and %d are not saved\n",
+			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
 		SaveFiles: cfg.save}

@@ -66,7 +66,14 @@ func readState(child int) (*captured, error) {
 		}
 		c.files = append(c.files, file)
 	}
-	c.dropped = int(st.fds_dropped)
+	c.dropped = int(st.fds_dropped) + int(st.timers_dropped)
+	for i := 0; i < int(st.ntimers) && i < len(st.timers); i++ {
+		t := &st.timers[i]
+		p.Timers = append(p.Timers, image.PosixTimer{ID: int32(t.id), Clock: int32(t.clock),
+			Signal: int32(t.signo), Notify: int32(t.notify), TID: int32(t.tid), Value: uint64(t.value),
+			IntervalSec: int64(t.interval_sec), IntervalNsec: int64(t.interval_nsec),
+			ValueSec: int64(t.value_sec), ValueNsec: int64(t.value_nsec)})
+	}
 	nt := int(st.nthreads)
 	if nt < 1 || nt > len(st.threads) {
 		return nil, fmt.Errorf("%d threads captured", nt)

@@ -12,12 +12,13 @@ import (
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
 	argsVersion = 1
-	argsSize    = 2464 // sizeof(struct ck_restore_args)
+	argsSize    = 2480 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
 	threadSize  = 152  // sizeof(struct ck_restore_thread)
 	epollSize   = 24   // sizeof(struct ck_restore_epoll)
+	timerSize   = 64   // sizeof(struct ck_timer)
 
 	// threadStack is CK_THREAD_STACK: the stub's stack for each thread
 	// it recreates, until the thread jumps back into the program.
@@ -40,7 +41,7 @@ type plan struct {
 func argsBlobSize(im *image.Image) uint64 {
 	// Room for a passed descriptor per saved one (0-2 are not passed).
 	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize +
-		uint64(len(im.Threads))*threadSize
+		uint64(len(im.Threads))*threadSize + uint64(len(im.Process.Timers))*timerSize
 	for i := range im.Files {
 		n += uint64(len(im.Files[i].Epoll)) * epollSize
 	}
@@ -105,6 +106,7 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	fdsOff := runsOff + nruns*runSize
 	threadsOff := fdsOff + uint64(len(im.Files))*fdSize
 	epollOff := threadsOff + uint64(len(im.Threads))*threadSize
+	timersOff := epollOff + uint64(len(regs))*epollSize
 	w.u64(uint64(len(im.Areas)))
 	w.u64(areasOff)
 	w.u64(nruns)
@@ -129,6 +131,8 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	w.u64(p.stacksLen)
 	w.u64(uint64(len(regs)))
 	w.u64(epollOff)
+	w.u64(uint64(len(proc.Timers)))
+	w.u64(timersOff)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -184,6 +188,15 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 		w.u32(r.events)
 		w.u32(0)
 		w.u64(r.data)
+	}
+	for _, t := range proc.Timers {
+		for _, v := range []int32{t.ID, t.Clock, t.Signal, t.Notify, t.TID, 0} {
+			w.u32(uint32(v))
+		}
+		w.u64(t.Value)
+		for _, v := range []int64{t.IntervalSec, t.IntervalNsec, t.ValueSec, t.ValueNsec} {
+			w.u64(uint64(v))
+		}
 	}
 	// Room was left for every registration; some may be dropped.
 	w.b = append(w.b, make([]byte, size-uint64(len(w.b)))...)

@@ -5,7 +5,8 @@
  * the log holds exactly the ticks before this one (no duplicates after a
  * restart), the input continues at the right line, the deleted file still
  * has its contents, the directory, umask and limit are unchanged, and the
- * timer is still firing.  Then it logs the tick. */
+ * interval timer and a POSIX timer (same ID) still fire.  Then it logs the
+ * tick. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,14 +20,21 @@
 static FILE *input;
 static int logfd, scratch, pipefd[2];
 static char wd[4096];
-static volatile sig_atomic_t alarms;
-static sig_atomic_t alarms_seen;
+static volatile sig_atomic_t alarms, usr1s;
+static sig_atomic_t alarms_seen, usr1s_seen;
+static timer_t posix_timer;
 static const char secret[] = "the scratch file's contents";
 
 static void on_alarm(int sig)
 {
 	(void)sig;
 	alarms++;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1s++;
 }
 
 static int check_log(unsigned long tick)
@@ -97,6 +105,16 @@ static int check(unsigned long tick)
 			return 1;
 		}
 		alarms_seen = alarms;
+		if (tick > 5 && usr1s == usr1s_seen) {
+			printf("the POSIX timer stopped\n");
+			return 1;
+		}
+		usr1s_seen = usr1s;
+	}
+	struct itimerspec its;
+	if (timer_gettime(posix_timer, &its) != 0 || its.it_interval.tv_nsec != 30000000) {
+		printf("the POSIX timer is gone or changed\n");
+		return 1;
 	}
 	dprintf(logfd, "%lu\n", tick);
 	return 0;
@@ -136,5 +154,12 @@ int main(int argc, char **argv)
 	unlink("scratch");
 	signal(SIGALRM, on_alarm);
 	setitimer(ITIMER_REAL, &it, NULL);
+	struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
+	struct itimerspec its = {{0, 30000000}, {0, 30000000}};
+	signal(SIGUSR1, on_usr1);
+	if (timer_create(CLOCK_MONOTONIC, &sev, &posix_timer) || timer_settime(posix_timer, 0, &its, NULL)) {
+		printf("FAIL timer_create\n");
+		return 1;
+	}
 	tick_loop(tick_ms(argc, argv), check);
 }
