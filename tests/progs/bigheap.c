@@ -1,7 +1,8 @@
 /* bigheap: fills argv[2] MiB (default 256) of heap with pseudo-random data
  * and checks a checksum of all of it every tick, changing one word in every
  * 64th page between ticks.  Half of the pages are left zero to exercise
- * zero-page skipping, unless argv[3] is "full". */
+ * zero-page skipping, unless argv[3] is "full"; with "sparse" they are
+ * never touched. */
 #include <stdint.h>
 #include <string.h>
 #include "tests/progs/ticker.h"
@@ -49,10 +50,16 @@ int main(int argc, char **argv)
 		printf("FAIL malloc\n");
 		return 1;
 	}
-	/* argv[3] "full": no zero pages. */
+	/* argv[3] "full": no zero pages; "sparse": the zero half is never
+	 * touched at all. */
 	int full = argc > 3 && strcmp(argv[3], "full") == 0;
-	for (size_t i = 0; i < words; i++)
-		heap[i] = !full && (i / 512) % 2 ? 0 : mix(i + 1);
+	int sparse = argc > 3 && strcmp(argv[3], "sparse") == 0;
+	for (size_t i = 0; i < words; i++) {
+		if (full || (i / 512) % 2 == 0)
+			heap[i] = mix(i + 1);
+		else if (!sparse)
+			heap[i] = 0;
+	}
 	expect = sum();
 	tick_loop(tick_ms(argc, argv), check);
 }
