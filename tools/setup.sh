@@ -15,7 +15,8 @@ GO=${GO:-/usr/local/go/bin/go}
 # Debian packages: bazel + rules + what the C/C++ toolchain autoconfig,
 # our repository rules (patch) and the probes (readelf) need.
 PKGS=(bazel-bootstrap bazel-skylib bazel-platforms bazel-rules-java
-      gcc g++ libc6-dev binutils patch)
+      gcc g++ libc6-dev binutils patch
+      python3 procps util-linux)  # the tests use python3, pgrep, unshare
 
 missing=()
 for p in "${PKGS[@]}"; do
