@@ -25,6 +25,9 @@ void ck_capture_thread(struct ck_thread *t);
  * interval timers, descriptors. */
 void ck_capture_process(struct ck_state *st, int sig);
 
+/* ck_log writes a constant message to stderr; async-signal-safe. */
+void ck_log(const char *msg) __attribute__((visibility("hidden")));
+
 /* The trigger signal (ctor.c). */
 extern int ck_trigger;
 

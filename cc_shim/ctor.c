@@ -36,12 +36,6 @@ void ck_freeze_handler(int sig, siginfo_t *si, void *uc);
 /* glibc's sigaction itself: ours (interpose.c) warns about takeovers. */
 extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
-static void ck_log(const char *msg)
-{
-	ssize_t r = write(2, msg, strlen(msg));
-	(void)r;
-}
-
 /* ck_parse_signal accepts "12", "USR2" or "SIGUSR2"; 0 means not valid. */
 static int ck_parse_signal(const char *s)
 {

@@ -53,12 +53,6 @@ static uint32_t ck_slots;	/* next free ckpt_state.threads[] entry */
 void ck_handler(int sig, siginfo_t *si, void *uc);
 void ck_freeze_handler(int sig, siginfo_t *si, void *uc);
 
-static void ck_log(const char *msg)
-{
-	ssize_t r = write(2, msg, strlen(msg));
-	(void)r;
-}
-
 static long ck_futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
@@ -254,9 +248,4 @@ thaw:
 	ck_futex(&ck_thaw, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	ckpt_pause_ns = ck_now() - start;
 	return rc;
-}
-
-uint32_t ckpt_restored(void)
-{
-	return ckpt_restore_info.generation;
 }

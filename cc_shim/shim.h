@@ -158,8 +158,6 @@ void ckpt_finish(void);
 /* The signal that stops threads for a snapshot. */
 #define CK_FREEZE_SIG 63
 
-/* ckpt_restored reports how many restores this process has been through. */
-uint32_t ckpt_restored(void);
 
 /* ck_save_point saves the caller's resume point and returns 0; a restore
  * returns from it a second time with 1.  (point_amd64.S) */

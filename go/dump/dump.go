@@ -34,8 +34,7 @@ type Request struct {
 
 // Result describes a written image.
 type Result struct {
-	Size   uint64 // bytes in the image file
-	Stored uint64 // bytes of page data in it
+	Size uint64 // bytes in the image file
 }
 
 // chunkPages is how many pages are read, checked and written at a time.
@@ -63,7 +62,7 @@ func Write(r *Request) (res Result, err error) {
 			unix.Unlink(tmp)
 		}
 	}()
-	stored, size, err := writeImage(fd, r)
+	size, err := writeImage(fd, r)
 	if err != nil {
 		return res, fmt.Errorf("writing %q: %w", tmp, err)
 	}
@@ -82,7 +81,7 @@ func Write(r *Request) (res Result, err error) {
 		unix.Fsync(dfd)
 		unix.Close(dfd)
 	}
-	return Result{Size: size, Stored: stored}, nil
+	return Result{Size: size}, nil
 }
 
 // removeStale deletes temporary files that earlier checkpoints to the same
@@ -138,23 +137,23 @@ type source struct {
 	zero         []byte
 }
 
-func writeImage(fd int, r *Request) (stored, size uint64, err error) {
+func writeImage(fd int, r *Request) (size uint64, err error) {
 	proc := fmt.Sprintf("/proc/%d", r.Child)
 	mapsText, err := procfs.ReadFile(proc + "/maps")
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	maps, err := procfs.ParseMaps(mapsText)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	statText, err := procfs.ReadFile(proc + "/stat")
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	mm, err := procfs.ParseStatMM(statText)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	im := &image.Image{Process: r.Process, Threads: r.Threads, Files: r.Files}
 	p := &im.Process
@@ -174,17 +173,17 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 		p.Exe = exe
 	}
 	if err := processState(r.Child, p); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 
 	src := &source{mem: -1, pagemap: -1, buf: make([]byte, chunkPages*image.PageSize),
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	defer src.close()
 	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		return 0, 0, fmt.Errorf("opening %s/mem: %w", proc, err)
+		return 0, fmt.Errorf("opening %s/mem: %w", proc, err)
 	}
 	if src.pagemap, err = unix.Open(proc+"/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-		return 0, 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
+		return 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
 	}
 
 	w := image.NewWriter(fdWriter(fd))
@@ -195,20 +194,18 @@ func writeImage(fd int, r *Request) (stored, size uint64, err error) {
 		}
 		if !a.Kind.Special() {
 			if err := src.copyArea(w, &a, m); err != nil {
-				return 0, 0, fmt.Errorf("copying %#x-%#x %s: %w", m.Start, m.End, m.Name, err)
+				return 0, fmt.Errorf("copying %#x-%#x %s: %w", m.Start, m.End, m.Name, err)
 			}
-			stored += a.StoredBytes()
 		}
 		im.Areas = append(im.Areas, a)
 	}
 	for i := range im.Files {
 		if err := src.describeFile(w, proc, &im.Files[i], r.SaveFiles); err != nil {
-			return 0, 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
+			return 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
 		}
-		stored += im.Files[i].StoredBytes()
 	}
 	size, err = w.Finish(im)
-	return stored, size, err
+	return size, err
 }
 
 func (s *source) close() {
@@ -371,11 +368,8 @@ func preadFull(fd int, b []byte, off int64) error {
 	return nil
 }
 
+// readlink returns a link's target without the kernel's " (deleted)".
 func readlink(path string) (string, error) {
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlink(path, buf)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(string(buf[:n]), " (deleted)"), nil
+	target, err := rawReadlink(path)
+	return strings.TrimSuffix(target, " (deleted)"), err
 }

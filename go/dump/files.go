@@ -2,7 +2,6 @@ package dump
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -21,7 +20,7 @@ func processState(child int, p *image.Process) error {
 		return fmt.Errorf("reading the working directory: %w", err)
 	}
 	p.Cwd = cwd
-	status, err := readSmall(proc + "/status")
+	status, err := procfs.ReadFile(proc + "/status")
 	if err != nil {
 		return err
 	}
@@ -83,7 +82,7 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File, saveF
 	}
 	f.Path = target
 	if target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" {
-		text, err := readSmall(fmt.Sprintf("%s/fdinfo/%d", proc, f.FD))
+		text, err := procfs.ReadFile(fmt.Sprintf("%s/fdinfo/%d", proc, f.FD))
 		if err != nil {
 			return err
 		}
@@ -129,29 +128,4 @@ func rawReadlink(path string) (string, error) {
 		return "", err
 	}
 	return string(buf[:n]), nil
-}
-
-// readSmall reads a small proc file with raw system calls.
-func readSmall(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	buf := make([]byte, 16<<10)
-	n := 0
-	for n < len(buf) {
-		m, err := unix.Read(fd, buf[n:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	return buf[:n], nil
 }

@@ -239,9 +239,8 @@ func Run(path string, o *Options) (int, error) {
 			GidMappingsEnableSetgroups: false,
 			Setpgid:                    false,
 		}})
-	for at, ours := range child {
+	for at := range child {
 		attrFiles[at].Close()
-		_ = ours
 	}
 	if err != nil {
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
