@@ -20,7 +20,7 @@
 #include "cc_shim/shim.h" /* struct ck_sigaction, struct ck_itimer */
 
 #define CK_ARGS_MAGIC 0x5347524154534b43ULL /* "CKSTARGS" little-endian */
-#define CK_ARGS_VERSION 1
+#define CK_ARGS_VERSION 2
 
 /* Area kinds; the same numbers as go/image.Kind. */
 #define CK_KIND_MEMORY 0
@@ -43,10 +43,15 @@ struct ck_restore_area {
 	uint64_t nruns;
 };
 
+/* A run with CK_RUN_MAP is mapped from the image (private, faulted in on
+ * demand); the others, and any whose mapping fails, are copied. */
+#define CK_RUN_MAP 1
+
 struct ck_restore_run {
 	uint64_t addr;
 	uint64_t len;
 	uint64_t file_off;
+	uint64_t flags;		/* CK_RUN_MAP */
 };
 
 struct ck_restore_fd {
@@ -124,6 +129,8 @@ struct ck_restore_args {
 	uint64_t epoll_off;	/* struct ck_restore_epoll[nepoll] */
 	uint64_t ntimers;	/* POSIX timers to create with their IDs */
 	uint64_t timers_off;	/* struct ck_timer[ntimers] (cc_shim/shim.h) */
+	uint64_t scratch_addr;	/* a window of the image is mapped here to */
+	uint64_t scratch_len;	/* copy small runs from; 0: read them */
 };
 
 /* One epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, {events, data}), by the numbers
@@ -141,13 +148,13 @@ struct ck_restore_epoll {
 /* go/restart/args.go writes these layouts field by field; a change here
  * without one there fails the build. */
 _Static_assert(sizeof(struct ck_restore_area) == 48, "ck_restore_area layout");
-_Static_assert(sizeof(struct ck_restore_run) == 24, "ck_restore_run layout");
+_Static_assert(sizeof(struct ck_restore_run) == 32, "ck_restore_run layout");
 _Static_assert(sizeof(struct ck_restore_thread) == 152, "ck_restore_thread layout");
 _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2296, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2480, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2496, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_timer) == 64, "ck_timer layout");
 _Static_assert(sizeof(struct ck_restore_epoll) == 24, "ck_restore_epoll layout");
 

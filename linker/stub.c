@@ -434,6 +434,39 @@ static void ck_unmap_others(const struct ck_restore_args *a)
 
 /* ---- 4 and 5: memory ---------------------------------------------------- */
 
+/* Runs up to this long are copied from a mapped window of the image (one
+ * mapping serves thousands of them) rather than read one by one. */
+#define CK_SMALL_RUN (64 * 1024)
+
+/* The part of the image mapped at scratch_addr, if any. */
+static uint64_t ck_window_off, ck_window_len;
+
+static void ck_copy(void *dst, const void *src, uint64_t n)
+{
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+
+/* ck_copy_run copies one run that is not mapped into place. */
+static void ck_copy_run(const struct ck_restore_args *a, const struct ck_restore_run *run)
+{
+	if (run->len <= CK_SMALL_RUN && a->scratch_len >= CK_SMALL_RUN) {
+		if (run->file_off < ck_window_off ||
+		    run->file_off + run->len > ck_window_off + ck_window_len) {
+			long p = ck_sys(SYS_mmap, a->scratch_addr, a->scratch_len, PROT_READ,
+					MAP_PRIVATE | MAP_FIXED, a->image_fd, run->file_off);
+			ck_window_len = p == (long)a->scratch_addr ? a->scratch_len : 0;
+			ck_window_off = run->file_off;
+		}
+		if (ck_window_len) {
+			ck_copy((void *)run->addr,
+				(const char *)a->scratch_addr + (run->file_off - ck_window_off), run->len);
+			return;
+		}
+	}
+	ck_pread_full((int)a->image_fd, (void *)run->addr, run->len, run->file_off,
+		      "reading pages from the image");
+}
+
 static void ck_restore_memory(const struct ck_restore_args *a)
 {
 	const struct ck_restore_area *areas =
@@ -445,6 +478,8 @@ static void ck_restore_memory(const struct ck_restore_args *a)
 		if (areas[i].kind != CK_KIND_VDSO && areas[i].kind != CK_KIND_VVAR &&
 		    areas[i].kind != CK_KIND_VVAR_VCLOCK)
 			ck_restore_area(a, &areas[i], runs);
+	if (a->scratch_len)
+		ck_sys(SYS_munmap, a->scratch_addr, a->scratch_len, 0, 0, 0, 0);
 }
 
 static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
@@ -461,9 +496,18 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
 	if (p != (long)ar->start)
 		ck_fail("mapping an image area", p);
-	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
-		ck_pread_full((int)a->image_fd, (void *)runs[r].addr, runs[r].len, runs[r].file_off,
-			      "reading pages from the image");
+	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++) {
+		const struct ck_restore_run *run = &runs[r];
+
+		/* A mapping that fails (a file system without mmap) falls
+		 * back to a copy. */
+		if ((run->flags & CK_RUN_MAP) &&
+		    ck_sys(SYS_mmap, run->addr, run->len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, a->image_fd, run->file_off) ==
+			    (long)run->addr)
+			continue;
+		ck_copy_run(a, run);
+	}
 	if (prot != ar->prot) {
 		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
 		if (rc != 0)

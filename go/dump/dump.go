@@ -254,11 +254,13 @@ func areaOf(m procfs.Mapping) (image.Area, bool) {
 
 // copyArea stores the area's pages that hold data.  Private anonymous
 // memory that was never touched is not present and is skipped.  Pages of a
-// readable file mapping are read whether present or not, since a restore
-// maps the area anonymously.  Pages that hold only zeros are skipped too:
-// a restore maps fresh zero pages there.
+// file mapping are read whether present or not, since a restore maps the
+// area anonymously: readable ones, and private ones whatever their
+// protection (a restored process's memory is mapped from its image, and
+// may have been made unreadable since).  Pages that hold only zeros are
+// skipped too: a restore maps fresh zero pages there.
 func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) error {
-	readAll := m.Inode != 0 && m.Read
+	readAll := m.Inode != 0 && (m.Read || !m.Shared)
 	pages := a.Pages()
 	for first := uint64(0); first < pages; first += chunkPages {
 		n := min(uint64(chunkPages), pages-first)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // Errors a reader returns, wrapped with details; test with errors.Is.
@@ -383,41 +386,77 @@ func checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error
 	return nil
 }
 
-// VerifyData reads every run's pages from r and checks their CRCs.  done, if
-// not nil, is called with the number of bytes checked so far.
+// VerifyData reads every run's pages from r and checks their CRCs, on as
+// many goroutines as there are CPUs (runs are at most a MiB or so each, so
+// the work spreads evenly).  done, if not nil, is called with the number of
+// bytes checked so far, from one goroutine at a time.  When several runs are
+// damaged, the error names the first in file order.
 func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
-	buf := make([]byte, 4<<20)
-	var total uint64
-	check := func(what string, runs []Run) error {
-		for _, run := range runs {
-			crc := uint32(0)
-			for off := uint64(0); off < run.Len(); {
-				n := min(uint64(len(buf)), run.Len()-off)
-				if _, err := r.ReadAt(buf[:n], int64(run.FileOff+off)); err != nil {
-					return fmt.Errorf("reading the data of %s: %w", what, err)
-				}
-				crc = crc32Update(crc, buf[:n])
-				off += n
-				total += n
-			}
-			if crc != run.CRC {
-				return fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, what, run.FileOff)
-			}
-			if done != nil {
-				done(total)
-			}
-		}
-		return nil
+	type job struct {
+		what func() string
+		run  Run
 	}
+	var jobs []job
 	for i := range im.Areas {
 		a := &im.Areas[i]
-		if err := check(fmt.Sprintf("area %#x-%#x", a.Start, a.End), a.Runs); err != nil {
-			return err
+		for _, run := range a.Runs {
+			jobs = append(jobs, job{func() string { return fmt.Sprintf("area %#x-%#x", a.Start, a.End) }, run})
 		}
 	}
 	for i := range im.Files {
 		f := &im.Files[i]
-		if err := check(fmt.Sprintf("descriptor %d", f.FD), f.Runs); err != nil {
+		for _, run := range f.Runs {
+			jobs = append(jobs, job{func() string { return fmt.Sprintf("descriptor %d", f.FD) }, run})
+		}
+	}
+	errs := make([]error, len(jobs))
+	var (
+		next  atomic.Int64
+		mu    sync.Mutex
+		total uint64
+		wg    sync.WaitGroup
+	)
+	worker := func() {
+		defer wg.Done()
+		buf := make([]byte, 4<<20)
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(jobs) {
+				return
+			}
+			run, crc := jobs[i].run, uint32(0)
+			for off := uint64(0); off < run.Len(); {
+				n := min(uint64(len(buf)), run.Len()-off)
+				if _, err := r.ReadAt(buf[:n], int64(run.FileOff+off)); err != nil {
+					errs[i] = fmt.Errorf("reading the data of %s: %w", jobs[i].what(), err)
+					break
+				}
+				crc = crc32Update(crc, buf[:n])
+				off += n
+			}
+			if errs[i] == nil && crc != run.CRC {
+				errs[i] = fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, jobs[i].what(), run.FileOff)
+			}
+			if errs[i] != nil {
+				next.Store(int64(len(jobs))) // stop every worker soon
+				continue
+			}
+			if done != nil {
+				mu.Lock()
+				total += run.Len()
+				done(total)
+				mu.Unlock()
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	wg.Add(workers)
+	for w := 0; w < workers; w++ {
+		go worker()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}

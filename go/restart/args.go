@@ -11,14 +11,16 @@ import (
 // the C struct sizes, which the header checks with _Static_assert.
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
-	argsVersion = 1
-	argsSize    = 2480 // sizeof(struct ck_restore_args)
+	argsVersion = 2
+	argsSize    = 2496 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
-	runSize     = 24   // sizeof(struct ck_restore_run)
+	runSize     = 32   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
 	threadSize  = 152  // sizeof(struct ck_restore_thread)
 	epollSize   = 24   // sizeof(struct ck_restore_epoll)
 	timerSize   = 64   // sizeof(struct ck_timer)
+
+	runMap = 1 // CK_RUN_MAP
 
 	// threadStack is CK_THREAD_STACK: the stub's stack for each thread
 	// it recreates, until the thread jumps back into the program.
@@ -27,15 +29,17 @@ const (
 
 // plan is where the stub puts itself and its helpers in the new process.
 type plan struct {
-	relocAddr  uint64 // 0: the stub stays at its link address
-	argsAddr   uint64
-	argsLen    uint64
-	parkAddr   uint64
-	parkLen    uint64
-	stacksAddr uint64
-	stacksLen  uint64
-	stubStart  uint64
-	stubEnd    uint64
+	relocAddr   uint64 // 0: the stub stays at its link address
+	argsAddr    uint64
+	argsLen     uint64
+	parkAddr    uint64
+	parkLen     uint64
+	stacksAddr  uint64
+	stacksLen   uint64
+	scratchAddr uint64
+	scratchLen  uint64
+	stubStart   uint64
+	stubEnd     uint64
 }
 
 func argsBlobSize(im *image.Image) uint64 {
@@ -56,8 +60,10 @@ type blob struct{ b []byte }
 func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
 func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
-// encodeArgs renders the blob the stub reads.
-func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg, nsInit bool) []byte {
+// encodeArgs renders the blob the stub reads; mapped says which runs the
+// stub maps from the image (see mappable).
+func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg,
+	mapped [][]bool, nsInit bool) []byte {
 	size := argsBlobSize(im)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
@@ -133,6 +139,8 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	w.u64(epollOff)
 	w.u64(uint64(len(proc.Timers)))
 	w.u64(timersOff)
+	w.u64(p.scratchAddr)
+	w.u64(p.scratchLen)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -148,10 +156,15 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	}
 	for i := range im.Areas {
 		a := &im.Areas[i]
-		for _, r := range a.Runs {
+		for j, r := range a.Runs {
 			w.u64(uint64(a.Start) + r.Page*image.PageSize)
 			w.u64(r.Len())
 			w.u64(r.FileOff)
+			if mapped[i][j] {
+				w.u64(runMap)
+			} else {
+				w.u64(0)
+			}
 		}
 	}
 	for _, f := range files {

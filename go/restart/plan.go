@@ -17,6 +17,10 @@ const (
 
 	// parkLen holds the kernel's vDSO pieces, one slot per kind.
 	parkLen = 4 << 20
+
+	// scratchLen is the window of the image the stub maps to copy small
+	// runs from.
+	scratchLen = 64 << 20
 )
 
 func pageRound(n uint64) uint64 { return (n + image.PageSize - 1) &^ (image.PageSize - 1) }
@@ -29,7 +33,7 @@ func overlaps(s1, e1, s2, e2 uint64) bool { return s1 < e2 && s2 < e1 }
 // picks overlaps the image.
 func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64, threads int) (plan, error) {
 	p := plan{stubStart: stubStart, stubEnd: stubEnd, argsLen: pageRound(blobLen), parkLen: parkLen,
-		stacksLen: uint64(threads) * threadStack}
+		stacksLen: uint64(threads) * threadStack, scratchLen: scratchLen}
 	collides := false
 	for i := range areas {
 		if overlaps(uint64(areas[i].Start), uint64(areas[i].End), stubStart, stubEnd) {
@@ -40,7 +44,7 @@ func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64, threads 
 	if collides {
 		stubLen = pageRound(stubEnd - stubStart)
 	}
-	need := stubLen + p.argsLen + p.parkLen + p.stacksLen
+	need := stubLen + p.argsLen + p.parkLen + p.stacksLen + p.scratchLen
 	for w := uint64(windowBase); w+need <= windowTop; w += windowStep {
 		free := !overlaps(w, w+need, stubStart, stubEnd)
 		for i := 0; free && i < len(areas); i++ {
@@ -57,6 +61,7 @@ func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64, threads 
 		p.argsAddr = w + stubLen
 		p.parkAddr = p.argsAddr + p.argsLen
 		p.stacksAddr = p.parkAddr + p.parkLen
+		p.scratchAddr = p.stacksAddr + p.stacksLen
 		return p, nil
 	}
 	return p, fmt.Errorf("no free %d-byte window for the restore stub below %#x", need, windowTop)

@@ -4,11 +4,15 @@
 //	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse] [--dir DIR]
 //
 // For each size (MiB of heap) and mode it reports the pause and the whole
-// checkpoint time (from the library's own report), the image size, the time
-// from starting restart to the program's first tick (which includes one
-// checksum pass over the heap), and the baselines measured in the same run
-// in DIR: writing the image's bytes with fsync ("dd"), and one read of the
-// image from the page cache.
+// checkpoint time (from the library's own report) against writing as many
+// bytes with fsync ("dd"), the image size, and the time from starting
+// restart until the program runs its own code again: by default (every
+// checksum checked, pages mapped), with --lazy and with --eager.  Each
+// restored program must then pass its own check of all its memory.  The
+// baselines, measured in the same run in DIR: one read of the image from the
+// page cache ("read", what the default restart is compared with) and a
+// memory copy of the image's size into fresh memory ("copy", the floor of
+// any restore that copies, as --eager does).
 package main
 
 import (
@@ -35,8 +39,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%-6s %-8s %8s %9s %9s %9s %8s %9s %9s\n",
-		"MiB", "mode", "pause ms", "ckpt s", "image MiB", "restart s", "dd s", "ckpt/dd", "read s")
+	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %7s %7s %6s %8s %7s %9s\n",
+		"MiB", "mode", "pause ms", "ckpt s", "dd s", "ckpt/dd", "image MiB",
+		"run s", "lazy s", "eager s", "read s", "run/read", "copy s", "eager/copy")
 	for _, s := range strings.Split(*sizes, ",") {
 		for _, m := range strings.Split(*modes, ",") {
 			if err := one(root, *dir, s, m); err != nil {
@@ -66,7 +71,7 @@ func one(root, dir, size, mode string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), "1000", size, mode)
+	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), "1000", size, mode, "mark")
 	prog.Env = append(os.Environ(), "LD_PRELOAD="+filepath.Join(root, "libckpt.so"), "CKPT_DIR="+work)
 	out, _ := prog.StdoutPipe()
 	errs, _ := prog.StderrPipe()
@@ -74,7 +79,7 @@ func one(root, dir, size, mode string) error {
 		return err
 	}
 	defer prog.Process.Kill()
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+	if err := ticked(bufio.NewReader(out)); err != nil {
 		return fmt.Errorf("the program did not start: %w", err)
 	}
 	prog.Process.Signal(syscall.SIGUSR2)
@@ -96,19 +101,12 @@ func one(root, dir, size, mode string) error {
 		return err
 	}
 
-	start := time.Now()
-	rs := exec.Command(filepath.Join(root, "restart"), "-q", image)
-	rout, _ := rs.StdoutPipe()
-	if err := rs.Start(); err != nil {
-		return err
+	var run [3]time.Duration
+	for i, flag := range []string{"", "--lazy", "--eager"} {
+		if run[i], err = restartTime(root, image, flag); err != nil {
+			return err
+		}
 	}
-	if _, err := bufio.NewReader(rout).ReadString('\n'); err != nil {
-		return fmt.Errorf("the restored program did not tick: %w", err)
-	}
-	restart := time.Since(start)
-	rs.Process.Signal(syscall.SIGKILL)
-	rs.Wait()
-
 	dd, err := writeBaseline(filepath.Join(work, "dd"), fi.Size())
 	if err != nil {
 		return err
@@ -117,9 +115,73 @@ func one(root, dir, size, mode string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%-6s %-8s %8.1f %9.2f %9.1f %9.2f %8.2f %9.2f %9.2f\n", size, mode, pause, total/1000,
-		float64(fi.Size())/(1<<20), restart.Seconds(), dd.Seconds(), total/1000/dd.Seconds(), read.Seconds())
+	cp := copyBaseline(fi.Size())
+	fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %7.3f %7.3f %6.3f %8.2f %7.3f %9.2f\n",
+		size, mode, pause, total/1000, dd.Seconds(), total/1000/dd.Seconds(), float64(fi.Size())/(1<<20),
+		run[0].Seconds(), run[1].Seconds(), run[2].Seconds(), read.Seconds(), run[0].Seconds()/read.Seconds(),
+		cp.Seconds(), run[2].Seconds()/cp.Seconds())
 	return nil
+}
+
+// restartTime restarts image and returns the time until the program runs
+// its own code again (its first "wake" line: the restored thread left the
+// library's signal handler), after making sure that the program's next
+// check of all its memory passes.
+func restartTime(root, image, flag string) (time.Duration, error) {
+	args := []string{"-q", image}
+	if flag != "" {
+		args = []string{"-q", flag, image}
+	}
+	start := time.Now()
+	rs := exec.Command(filepath.Join(root, "restart"), args...)
+	rout, _ := rs.StdoutPipe()
+	if err := rs.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		rs.Process.Signal(syscall.SIGKILL)
+		rs.Wait()
+	}()
+	r := bufio.NewReader(rout)
+	line, err := r.ReadString('\n')
+	took := time.Since(start)
+	if err != nil || line != "wake\n" {
+		return 0, fmt.Errorf("restart %s: the restored program did not run (%q, %v)", flag, line, err)
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil || strings.HasPrefix(line, "FAIL") || strings.Contains(line, "mismatch") {
+			return 0, fmt.Errorf("restart %s: the restored program's memory check failed: %q %v", flag, line, err)
+		}
+		if _, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
+			break // a tick: the check passed
+		}
+	}
+	return took, nil
+}
+
+// ticked reads the program's first tick.
+func ticked(r *bufio.Reader) error {
+	line, err := r.ReadString('\n')
+	if err == nil && line != "1\n" {
+		err = fmt.Errorf("got %q, wanted the first tick", line)
+	}
+	return err
+}
+
+// copyBaseline copies n bytes into fresh memory: what restoring by copying
+// costs at least.
+func copyBaseline(n int64) time.Duration {
+	src := make([]byte, 4<<20)
+	for i := range src {
+		src[i] = byte(i * 13)
+	}
+	start := time.Now()
+	dst := make([]byte, n)
+	for off := int64(0); off < n; off += int64(len(src)) {
+		copy(dst[off:], src)
+	}
+	return time.Since(start)
 }
 
 // writeBaseline writes n bytes in 1 MiB writes and fsyncs, as dd conv=fdatasync.
