@@ -108,32 +108,11 @@ func removeStale(dir, prefix string) {
 	}
 }
 
-// fdWriter is an io.WriterAt on a raw descriptor.
-type fdWriter int
-
-func (w fdWriter) WriteAt(p []byte, off int64) (int, error) {
-	done := 0
-	for done < len(p) {
-		n, err := unix.Pwrite(int(w), p[done:], off+int64(done))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return done, err
-		}
-		if n == 0 {
-			return done, errors.New("short write")
-		}
-		done += n
-	}
-	return done, nil
-}
-
 // source reads the child's memory and page map.
 type source struct {
 	mem, pagemap int
 	entries      []byte
-	buf          []byte
+	out          *asyncFile // hands out the buffers pages are read into
 	zero         []byte
 }
 
@@ -176,7 +155,13 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 		return 0, err
 	}
 
-	src := &source{mem: -1, pagemap: -1, buf: make([]byte, chunkPages*image.PageSize),
+	out := newAsyncFile(fd, chunkPages*image.PageSize)
+	defer func() {
+		if cerr := out.close(); err == nil {
+			err = cerr
+		}
+	}()
+	src := &source{mem: -1, pagemap: -1, out: out,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	defer src.close()
 	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -186,7 +171,7 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 		return 0, fmt.Errorf("opening %s/pagemap: %w", proc, err)
 	}
 
-	w := image.NewWriter(fdWriter(fd))
+	w := image.NewWriter(out)
 	for _, m := range maps {
 		a, ok := areaOf(m)
 		if !ok {
@@ -273,20 +258,37 @@ func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) erro
 		} else if err := s.present(addr, want); err != nil {
 			return err
 		}
-		for i := uint64(0); i < n; {
-			if !want[i] {
-				i++
-				continue
-			}
-			j := i
-			for j < n && want[j] {
-				j++
-			}
-			if err := s.copyRange(w, a, first+i, j-i); err != nil {
-				return err
-			}
-			i = j
+		if err := s.copyWanted(w, a, first, want, m.Shared); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// copyWanted copies the wanted pages of a chunk starting at page first.  In
+// private memory it reads from the first wanted page to the last in one go:
+// pages in between that are not present read as zeros (the child maps the
+// shared zero page), and zero pages are not stored.  Shared memory is read
+// stretch by stretch, since reading a hole there would allocate a page that
+// the program shares.
+func (s *source) copyWanted(w *image.Writer, a *image.Area, first uint64, want []bool, shared bool) error {
+	n := uint64(len(want))
+	for i := uint64(0); i < n; {
+		if !want[i] {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && (want[j] || !shared) {
+			j++
+		}
+		for j > i+1 && !want[j-1] {
+			j--
+		}
+		if err := s.copyRange(w, a, first+i, j-i); err != nil {
+			return err
+		}
+		i = j
 	}
 	return nil
 }
@@ -308,9 +310,10 @@ func (s *source) present(addr uint64, want []bool) error {
 // copyRange reads pages [page, page+n) of the area and writes the runs of
 // them that are not all zero.
 func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error {
-	buf := s.buf[:n*image.PageSize]
+	buf := s.out.get()[:n*image.PageSize]
 	addr := uint64(a.Start) + page*image.PageSize
 	if err := preadFull(s.mem, buf, int64(addr)); err != nil {
+		s.out.put(buf)
 		// Part of the range cannot be read (a file mapping past its
 		// end, a device): go page by page and skip what fails.
 		if n == 1 {
@@ -325,30 +328,46 @@ func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error
 	}
 	var err error
 	a.Runs, err = appendRuns(w, a.Runs, buf, page, s.zero)
+	s.out.put(buf)
 	return err
 }
 
 // appendRuns writes the pages of buf that are not all zero, buf's first
-// page being page number first, and appends a Run for each stretch.
+// page being page number first, and appends a Run for each stretch.  The
+// stretches are moved together in buf and written with one write.
 func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zero []byte) ([]image.Run, error) {
 	n := uint64(len(buf)) / image.PageSize
-	isZero := func(i uint64) bool { return bytes.Equal(buf[i*image.PageSize:(i+1)*image.PageSize], zero) }
+	page := func(i uint64) []byte { return buf[i*image.PageSize : (i+1)*image.PageSize] }
+	var kept uint64 // pages moved to the front of buf so far
+	start := len(runs)
 	for i := uint64(0); i < n; {
-		if isZero(i) {
+		if bytes.Equal(page(i), zero) {
 			i++
 			continue
 		}
 		j := i + 1
-		for j < n && !isZero(j) {
+		for j < n && !bytes.Equal(page(j), zero) {
 			j++
 		}
-		run, err := w.WritePages(buf[i*image.PageSize : j*image.PageSize])
-		if err != nil {
-			return runs, err
+		if kept != i {
+			copy(buf[kept*image.PageSize:], buf[i*image.PageSize:j*image.PageSize])
 		}
-		run.Page = first + i
-		runs = append(runs, run)
+		data := buf[kept*image.PageSize : (kept+j-i)*image.PageSize]
+		// FileOff is relative to this write until it is known.
+		runs = append(runs, image.Run{Page: first + i, Pages: j - i, FileOff: kept * image.PageSize,
+			CRC: image.Checksum(data)})
+		kept += j - i
 		i = j
+	}
+	if kept == 0 {
+		return runs, nil
+	}
+	off, err := w.Append(buf[:kept*image.PageSize])
+	if err != nil {
+		return runs, err
+	}
+	for k := start; k < len(runs); k++ {
+		runs[k].FileOff += off
 	}
 	return runs, nil
 }

@@ -104,7 +104,8 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File, saveF
 		return fmt.Errorf("opening %q to save it: %w", target, err)
 	}
 	defer unix.Close(fd)
-	buf := s.buf
+	buf := s.out.get()
+	defer s.out.put(buf)
 	for page := uint64(0); page*image.PageSize < f.Size; page += chunkPages {
 		n := min(uint64(len(buf)), f.Size-page*image.PageSize)
 		clear(buf[:pageRound(n)])

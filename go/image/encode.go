@@ -25,15 +25,26 @@ func NewWriter(w io.WriterAt) *Writer { return &Writer{w: w, off: DataStart} }
 // WritePages appends whole pages of data and returns the Run describing
 // them, with Page left for the caller to fill in.
 func (w *Writer) WritePages(p []byte) (Run, error) {
-	if len(p) == 0 || len(p)%PageSize != 0 {
-		return Run{}, fmt.Errorf("writing pages: length %d is not a positive multiple of %d", len(p), PageSize)
-	}
-	if _, err := w.w.WriteAt(p, int64(w.off)); err != nil {
+	off, err := w.Append(p)
+	if err != nil {
 		return Run{}, err
 	}
-	r := Run{Pages: uint64(len(p)) / PageSize, FileOff: w.off, CRC: Checksum(p)}
+	return Run{Pages: uint64(len(p)) / PageSize, FileOff: off, CRC: Checksum(p)}, nil
+}
+
+// Append appends whole pages of data that hold one or more runs back to
+// back, and returns the file offset of the first; the caller makes the
+// runs (with Checksum of each one's pages).
+func (w *Writer) Append(p []byte) (uint64, error) {
+	if len(p) == 0 || len(p)%PageSize != 0 {
+		return 0, fmt.Errorf("writing pages: length %d is not a positive multiple of %d", len(p), PageSize)
+	}
+	if _, err := w.w.WriteAt(p, int64(w.off)); err != nil {
+		return 0, err
+	}
+	off := w.off
 	w.off += uint64(len(p))
-	return r, nil
+	return off, nil
 }
 
 // Finish writes the metadata of im and then the header.  It returns the
