@@ -43,15 +43,10 @@ struct ck_restore_area {
 	uint64_t nruns;
 };
 
-/* A run with CK_RUN_MAP is mapped from the image (private, faulted in on
- * demand); the others, and any whose mapping fails, are copied. */
-#define CK_RUN_MAP 1
-
 struct ck_restore_run {
 	uint64_t addr;
 	uint64_t len;
 	uint64_t file_off;
-	uint64_t flags;		/* CK_RUN_MAP */
 };
 
 struct ck_restore_fd {
@@ -148,7 +143,7 @@ struct ck_restore_epoll {
 /* go/restart/args.go writes these layouts field by field; a change here
  * without one there fails the build. */
 _Static_assert(sizeof(struct ck_restore_area) == 48, "ck_restore_area layout");
-_Static_assert(sizeof(struct ck_restore_run) == 32, "ck_restore_run layout");
+_Static_assert(sizeof(struct ck_restore_run) == 24, "ck_restore_run layout");
 _Static_assert(sizeof(struct ck_restore_thread) == 152, "ck_restore_thread layout");
 _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");

@@ -42,6 +42,7 @@
 #define SYS_mmap 9
 #define SYS_mprotect 10
 #define SYS_munmap 11
+#define SYS_madvise 28
 #define SYS_rt_sigaction 13
 #define SYS_rt_sigprocmask 14
 #define SYS_pread64 17
@@ -76,6 +77,7 @@
 #define MAP_GROWSDOWN 0x100
 #define MAP_NORESERVE 0x4000
 #define MAP_FIXED_NOREPLACE 0x100000
+#define MADV_POPULATE_WRITE 23
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2
 #define PR_SET_NAME 15
@@ -446,7 +448,10 @@ static void ck_copy(void *dst, const void *src, uint64_t n)
 	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 }
 
-/* ck_copy_run copies one run that is not mapped into place. */
+/* ck_copy_run copies one run into place.  Memory is always copied, never
+ * mapped from the image: a private file mapping would change what
+ * MADV_DONTNEED does there (the pages would read as the image's again, not
+ * as zeros), and allocators rely on the zeros (Go's runtime, jemalloc). */
 static void ck_copy_run(const struct ck_restore_args *a, const struct ck_restore_run *run)
 {
 	if (run->len <= CK_SMALL_RUN && a->scratch_len >= CK_SMALL_RUN) {
@@ -463,6 +468,9 @@ static void ck_copy_run(const struct ck_restore_args *a, const struct ck_restore
 			return;
 		}
 	}
+	/* Faulting the pages in with one call first is faster than one
+	 * fault each as the read fills them (older kernels refuse it). */
+	ck_sys(SYS_madvise, run->addr, run->len, MADV_POPULATE_WRITE, 0, 0, 0);
 	ck_pread_full((int)a->image_fd, (void *)run->addr, run->len, run->file_off,
 		      "reading pages from the image");
 }
@@ -496,18 +504,8 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
 	if (p != (long)ar->start)
 		ck_fail("mapping an image area", p);
-	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++) {
-		const struct ck_restore_run *run = &runs[r];
-
-		/* A mapping that fails (a file system without mmap) falls
-		 * back to a copy. */
-		if ((run->flags & CK_RUN_MAP) &&
-		    ck_sys(SYS_mmap, run->addr, run->len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, a->image_fd, run->file_off) ==
-			    (long)run->addr)
-			continue;
-		ck_copy_run(a, run);
-	}
+	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
+		ck_copy_run(a, &runs[r]);
 	if (prot != ar->prot) {
 		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
 		if (rc != 0)

@@ -14,13 +14,11 @@ const (
 	argsVersion = 2
 	argsSize    = 2496 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
-	runSize     = 32   // sizeof(struct ck_restore_run)
+	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
 	threadSize  = 152  // sizeof(struct ck_restore_thread)
 	epollSize   = 24   // sizeof(struct ck_restore_epoll)
 	timerSize   = 64   // sizeof(struct ck_timer)
-
-	runMap = 1 // CK_RUN_MAP
 
 	// threadStack is CK_THREAD_STACK: the stub's stack for each thread
 	// it recreates, until the thread jumps back into the program.
@@ -60,10 +58,8 @@ type blob struct{ b []byte }
 func (w *blob) u32(v uint32) { w.b = binary.LittleEndian.AppendUint32(w.b, v) }
 func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
-// encodeArgs renders the blob the stub reads; mapped says which runs the
-// stub maps from the image (see mappable).
-func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg,
-	mapped [][]bool, nsInit bool) []byte {
+// encodeArgs renders the blob the stub reads.
+func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg, nsInit bool) []byte {
 	size := argsBlobSize(im)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
@@ -156,15 +152,10 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	}
 	for i := range im.Areas {
 		a := &im.Areas[i]
-		for j, r := range a.Runs {
+		for _, r := range a.Runs {
 			w.u64(uint64(a.Start) + r.Page*image.PageSize)
 			w.u64(r.Len())
 			w.u64(r.FileOff)
-			if mapped[i][j] {
-				w.u64(runMap)
-			} else {
-				w.u64(0)
-			}
 		}
 	}
 	for _, f := range files {

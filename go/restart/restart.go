@@ -57,9 +57,6 @@ func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
 type Options struct {
 	// Force accepts an image owned by another user.
 	Force bool
-	// Loading says how pages are checked and brought in (Mapped, Lazy,
-	// Eager).  Verify always checks everything.
-	Loading Loading
 	// Progress, if set, is called as the image's data is checked, with
 	// the bytes checked so far and in all.
 	Progress func(done, total uint64)
@@ -76,10 +73,9 @@ func (o *Options) warn(msg string) {
 	}
 }
 
-// Load opens, decodes and verifies the image at path: all of it, or with
-// o.Loading == Lazy its header and metadata only.  The returned descriptor
-// is open on the image.  An image must belong to the invoking user (it will
-// run as them) unless o.Force is set.
+// Load opens, decodes and fully verifies the image at path.  The returned
+// descriptor is open on the image.  An image must belong to the invoking
+// user (it will run as them) unless o.Force is set.
 func Load(path string, o *Options) (*image.Image, int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -99,7 +95,7 @@ func Load(path string, o *Options) (*image.Image, int, error) {
 		return nil, -1, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
 	}
 	im, _, err := image.Read(fdReader(fd), st.Size)
-	if err == nil && o.Loading != Lazy {
+	if err == nil {
 		var progress func(uint64)
 		if o.Progress != nil {
 			total := im.StoredBytes()
@@ -116,9 +112,7 @@ func Load(path string, o *Options) (*image.Image, int, error) {
 
 // Verify checks everything Run would check, without starting anything.
 func Verify(path string, o *Options) error {
-	all := *o
-	all.Loading = Mapped
-	im, fd, err := Load(path, &all)
+	im, fd, err := Load(path, o)
 	if err != nil {
 		return err
 	}
@@ -222,8 +216,7 @@ func Run(path string, o *Options) (int, error) {
 		return 0, err
 	}
 	stubAt := place(stubFD)
-	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, epollRegs(im.Files),
-		mappable(im, o.Loading, mapBudget()), true)); err != nil {
+	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, epollRegs(im.Files), true)); err != nil {
 		return 0, err
 	}
 	attrFiles := make([]*os.File, next)

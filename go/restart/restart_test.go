@@ -1,7 +1,6 @@
 package restart
 
 import (
-	"reflect"
 	"testing"
 
 	"github.com/ckpt/ckpt/go/image"
@@ -55,7 +54,7 @@ func TestEncodeArgsSize(t *testing.T) {
 		Areas: []image.Area{{Start: 0x1000, End: 0x3000, Runs: []image.Run{{Page: 0, Pages: 1}, {Page: 1, Pages: 1}}},
 			{Start: 0x5000, End: 0x6000}},
 	}
-	b := encodeArgs(im, &plan{}, 3, nil, nil, mappable(im, Mapped, 100), true)
+	b := encodeArgs(im, &plan{}, 3, nil, nil, true)
 	if want := argsSize + 2*areaSize + 2*runSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im) {
 		t.Errorf("encodeArgs: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im))
 	}
@@ -68,40 +67,5 @@ func TestStubRange(t *testing.T) {
 	}
 	if start != 0x10000000000 || end <= start || end-start > 1<<20 {
 		t.Errorf("stub range %#x-%#x, wanted a small range at 0x10000000000", start, end)
-	}
-}
-
-func TestMappable(t *testing.T) {
-	rw, rx := uint32(image.ProtRead|image.ProtWrite), uint32(image.ProtRead|image.ProtExec)
-	big := func(page, off uint64) image.Run {
-		return image.Run{Page: page, Pages: minMapPages, FileOff: off}
-	}
-	n := uint64(minMapPages * image.PageSize)
-	im := &image.Image{Areas: []image.Area{
-		// Two runs that continue each other, one after a gap, one small.
-		{Prot: rw, Runs: []image.Run{big(0, 4096), big(minMapPages, 4096+n), big(64, 4096+3*n),
-			{Page: 200, Pages: 1, FileOff: 4096 + 4*n}}},
-		{Prot: rx, Runs: []image.Run{big(0, 4096)}},                          // executable
-		{Prot: rw, Flags: image.AreaShared, Runs: []image.Run{big(0, 4096)}}, // shared
-		{Prot: rw, Kind: image.KindStack, Runs: []image.Run{big(0, 4096)}},   // the stack
-		{Prot: 0, Runs: []image.Run{big(0, 4096)}},                           // unreadable
-		{Prot: rw, Kind: image.KindHeap, Runs: []image.Run{big(0, 4096)}},
-	}}
-	want := [][]bool{{true, true, true, false}, {false}, {false}, {false}, {false}, {true}}
-	if got := mappable(im, Mapped, 100); !reflect.DeepEqual(got, want) {
-		t.Errorf("mappable: got %v, wanted %v", got, want)
-	}
-	if got := mappable(im, Lazy, 100); !reflect.DeepEqual(got, want) {
-		t.Errorf("mappable lazy: got %v, wanted %v", got, want)
-	}
-	none := [][]bool{{false, false, false, false}, {false}, {false}, {false}, {false}, {false}}
-	if got := mappable(im, Eager, 100); !reflect.DeepEqual(got, none) {
-		t.Errorf("mappable eager: got %v, wanted %v", got, none)
-	}
-	// Two map entries per stretch: a budget of 5 maps the first two
-	// stretches and stops.
-	limited := [][]bool{{true, true, true, false}, {false}, {false}, {false}, {false}, {false}}
-	if got := mappable(im, Mapped, 5); !reflect.DeepEqual(got, limited) {
-		t.Errorf("mappable with budget 5: got %v, wanted %v", got, limited)
 	}
 }

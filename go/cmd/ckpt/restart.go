@@ -13,7 +13,7 @@ import (
 )
 
 func restartCmd(args []string) (int, error) {
-	fs := newFlags("restart", "[--pid-file F] [--lazy | --eager] [--force] (IMAGE | --dir D)",
+	fs := newFlags("restart", "[--pid-file F] [--force] (IMAGE | --dir D)",
 		`Restarts a process from IMAGE, or from the newest complete image in D, with
 its original PID in new namespaces.  ckpt restart stays in the foreground,
 passes signals on, and exits with the program's status.
@@ -25,14 +25,8 @@ Examples:
 	pidFile := fs.String("pid-file", "", "write the restored program's PID to this file")
 	force := fs.Bool("force", false, "restore an image owned by another user")
 	quiet := fs.Bool("q", false, "no progress display")
-	lazy := fs.Bool("lazy", false, "check only the metadata's checksums, not the pages' (faster start)")
-	eager := fs.Bool("eager", false, "copy every page into memory instead of mapping the image")
 	if err := parse(fs, args); err != nil {
 		return 0, err
-	}
-	loading, err := restart.LoadingFor(*lazy, *eager)
-	if err != nil {
-		return 0, usageError{err.Error()}
 	}
 	var path string
 	switch {
@@ -52,7 +46,6 @@ Examples:
 		path = filepath.Join(wd, path)
 	}
 	o := options(*force, *quiet, "checking "+filepath.Base(path))
-	o.Loading = loading
 	if *pidFile != "" {
 		abs, err := filepath.Abs(*pidFile)
 		if err != nil {

@@ -1,6 +1,6 @@
 // Command restart brings a checkpointed process back from its image.
 //
-//	restart [--pid-file FILE] [--verify-only] [--lazy | --eager] [--force] [-q] IMAGE
+//	restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE
 //
 // The restored program runs with its original PID and thread IDs in new
 // user, PID and mount namespaces, with this command's standard input,
@@ -27,10 +27,8 @@ func main() {
 	verifyOnly := flag.Bool("verify-only", false, "check the whole image and this machine, start nothing")
 	force := flag.Bool("force", false, "restore an image owned by another user")
 	quiet := flag.Bool("q", false, "no progress display")
-	lazy := flag.Bool("lazy", false, "check only the metadata's checksums, not the pages' (faster start)")
-	eager := flag.Bool("eager", false, "copy every page into memory instead of mapping the image")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--lazy | --eager] [--force] [-q] IMAGE")
+		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -39,17 +37,12 @@ func main() {
 		os.Exit(2)
 	}
 	path := flag.Arg(0)
-	loading, err := restart.LoadingFor(*lazy, *eager)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "restart: %v\n", err)
-		os.Exit(2)
-	}
 	// Under `bazel run`, the working directory is the runfiles tree; a
 	// relative path means one in the user's directory.
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
 	}
-	o := &restart.Options{Force: *force, Loading: loading,
+	o := &restart.Options{Force: *force,
 		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }}
 	if !*quiet && isTerminal(os.Stderr) {
 		o.Progress = restart.TerminalProgress(os.Stderr, "checking "+filepath.Base(path))
