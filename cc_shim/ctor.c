@@ -4,31 +4,40 @@
  * Order matters.  The priority-101 constructor runs before the Go runtime of
  * libckpt.so starts its threads, so blocking the trigger there means no Go
  * thread ever has it unblocked (a Go thread must never run the handler: Go
- * would be frozen by the snapshot it is asked to write).  The default-priority
- * constructor runs after the runtime started; it installs the handler and
- * unblocks the trigger on the program's main thread only.  Threads the program
- * creates later inherit main's mask, so any program thread may take the
- * signal; the handler passes it on to the main thread.
+ * would be frozen by the snapshot it is asked to write); it also installs the
+ * handlers.  The default-priority constructor runs after the runtime's first
+ * thread exists and unblocks the trigger on the program's main thread only.
+ * Threads the program creates later inherit main's mask, so any program
+ * thread may take the signal.
+ *
+ * main() does not wait for the Go runtime to finish starting (that would
+ * add milliseconds to every program start).  The runtime installs its signal
+ * handlers before main(), on the loading thread; what its start changes later
+ * that a program could see, RLIMIT_NOFILE, the program's main thread waits
+ * for in interpose.c, and only if it asks that early.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cc_shim/capture.h"
 
 int ckpt_wake_fd[2] = {-1, -1};
 int ck_trigger = SIGUSR2;
-static int ck_secure; /* AT_SECURE: the library stays inert */
+static int ck_armed; /* handlers installed: unblock the trigger */
+static pid_t ck_ctor_pid; /* the process that loaded the library */
 struct rlimit ckpt_nofile; /* RLIMIT_NOFILE before the Go runtime started */
-
-/* Exported by go/lib; returns once the Go runtime's initialization is done. */
-extern void ckptGoReady(void);
+char ckpt_start_cwd[4096];
+static int ck_go_started; /* set by ck_go_ready; futex word */
 
 void ck_handler(int sig, siginfo_t *si, void *uc);
 void ck_freeze_handler(int sig, siginfo_t *si, void *uc);
@@ -63,19 +72,42 @@ static int ck_parse_signal(const char *s)
 	return (int)n;
 }
 
+void ck_go_ready(void)
+{
+	__atomic_store_n(&ck_go_started, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &ck_go_started, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+void ck_wait_go(void)
+{
+	/* Only the program's first thread, in the process that loaded the
+	 * library: a forked child never sees the runtime finish. */
+	if (ck_ctor_pid == 0 || getpid() != ck_ctor_pid || gettid() != ck_ctor_pid)
+		return;
+	while (!__atomic_load_n(&ck_go_started, __ATOMIC_SEQ_CST))
+		syscall(SYS_futex, &ck_go_started, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+/* ck_early runs before the Go runtime starts (the constructor priority puts
+ * it ahead of the runtime's own initializer).  The runtime then starts on a
+ * thread of its own and the program's main() does not wait for it: the
+ * handlers are installed here, and the trigger is blocked while the
+ * runtime's first thread is created, so that no Go thread ever takes it. */
 __attribute__((constructor(101))) static void ck_early(void)
 {
 	const char *s = getenv("CKPT_SIGNAL");
+	struct sigaction sa;
 	sigset_t set;
 
-	getrlimit(RLIMIT_NOFILE, &ckpt_nofile);
+	ck_ctor_pid = getpid();
+	syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &ckpt_nofile);
+	if (getcwd(ckpt_start_cwd, sizeof(ckpt_start_cwd)) == NULL)
+		ckpt_start_cwd[0] = 0;
 	/* Never in a setuid or setgid program: its image would hold what the
 	 * user may not read.  (The loader ignores LD_PRELOAD there unless the
 	 * library is in a trusted directory and itself setuid.) */
-	if (getauxval(AT_SECURE)) {
-		ck_secure = 1;
+	if (getauxval(AT_SECURE))
 		return;
-	}
 	if (s && *s) {
 		int sig = ck_parse_signal(s);
 		if (sig)
@@ -83,25 +115,14 @@ __attribute__((constructor(101))) static void ck_early(void)
 		else
 			ck_log("ckpt: CKPT_SIGNAL is not a usable signal; using SIGUSR2\n");
 	}
-	if (pipe2(ckpt_wake_fd, O_CLOEXEC) != 0)
+	if (pipe2(ckpt_wake_fd, O_CLOEXEC) != 0) {
 		ck_log("ckpt: cannot create the wake pipe; checkpoints are disabled\n");
-
+		return;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, ck_trigger);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-}
 
-__attribute__((constructor)) static void ck_arm(void)
-{
-	struct sigaction sa;
-	sigset_t set;
-
-	/* Wait for the Go runtime's package initialization, which runs on its
-	 * own thread, so that it cannot race with main() (Go raises
-	 * RLIMIT_NOFILE at init; ckptGoReady puts it back). */
-	ckptGoReady();
-	if (ck_secure || ckpt_wake_fd[1] < 0)
-		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = ck_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
@@ -123,6 +144,19 @@ __attribute__((constructor)) static void ck_arm(void)
 		ck_log("ckpt: cannot install the freeze handler\n");
 		return;
 	}
+	ck_armed = 1;
+}
+
+/* ck_arm runs after the runtime's initializer has created its first thread
+ * (with the trigger blocked), and lets the trigger reach the program's
+ * main thread.  A trigger that came meanwhile is delivered now; the Go
+ * coordinator serves it once the runtime is up. */
+__attribute__((constructor)) static void ck_arm(void)
+{
+	sigset_t set;
+
+	if (!ck_armed)
+		return;
 	sigemptyset(&set);
 	sigaddset(&set, ck_trigger);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);

@@ -143,7 +143,17 @@ extern struct ck_restore_info ckpt_restore_info;
 /* RLIMIT_NOFILE as the program had it before the Go runtime started. */
 extern struct rlimit ckpt_nofile;
 
-/* The pipe the handler writes a snapshot child's PID into; Go reads it. */
+/* The working directory the program started in ("" if too long). */
+extern char ckpt_start_cwd[4096];
+
+/* The Go runtime starts on its own thread while the program's main() runs.
+ * ck_go_ready is called at the end of go/lib's package initialization;
+ * ck_wait_go makes the program's main thread wait for it before it touches
+ * what the runtime's start changes (RLIMIT_NOFILE). */
+void ck_go_ready(void);
+void ck_wait_go(void);
+
+/* The pipe the trigger handler writes a byte into; the Go coordinator reads it. */
 extern int ckpt_wake_fd[2];
 
 /* ckpt_snapshot freezes every other thread, captures the process into

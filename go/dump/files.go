@@ -104,16 +104,18 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File, saveF
 		return fmt.Errorf("opening %q to save it: %w", target, err)
 	}
 	defer unix.Close(fd)
-	buf := s.out.get()
-	defer s.out.put(buf)
 	for page := uint64(0); page*image.PageSize < f.Size; page += chunkPages {
+		// A buffer per chunk: the last one's may still be being written.
+		buf := s.out.get()
 		n := min(uint64(len(buf)), f.Size-page*image.PageSize)
 		clear(buf[:pageRound(n)])
-		if err := preadFull(fd, buf[:n], int64(page*image.PageSize)); err != nil {
-			return fmt.Errorf("saving %q: %w", target, err)
+		err := preadFull(fd, buf[:n], int64(page*image.PageSize))
+		if err == nil {
+			f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero)
 		}
-		if f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero); err != nil {
-			return err
+		s.out.put(buf)
+		if err != nil {
+			return fmt.Errorf("saving %q: %w", target, err)
 		}
 	}
 	return nil

@@ -1,10 +1,10 @@
 // Command lib is the Go side of libckpt.so, built with -buildmode=c-shared
 // and linked with the C shim in cc_shim/.
 //
-// The shim's signal handler forks a snapshot child and writes its PID into a
-// pipe; a goroutine locked to its own thread waits on that pipe, writes the
-// image from the child while the program runs on, and tells the shim it is
-// done.  No Go code runs in the signal handler (the first Go callback on a C
+// The shim's signal handler writes a byte into a pipe; a goroutine locked to
+// its own thread waits on that pipe, has the shim freeze the threads and fork
+// a snapshot child (ckpt_snapshot), writes the image from the child while
+// the program runs on, and tells the shim it is done.  No Go code runs in the signal handler (the first Go callback on a C
 // thread mallocs, which deadlocks if the signal interrupted malloc).
 package main
 
@@ -29,17 +29,6 @@ import (
 
 func main() {}
 
-// ckptGoReady is called by the shim's constructor; calling any exported Go
-// function waits until the runtime's package initialization is done.  Go's
-// syscall package raises the soft RLIMIT_NOFILE to the hard limit at init,
-// which the program never asked for: put back what it had.
-//
-//export ckptGoReady
-func ckptGoReady() {
-	lim := unix.Rlimit{Cur: uint64(C.ckpt_nofile.rlim_cur), Max: uint64(C.ckpt_nofile.rlim_max)}
-	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-}
-
 // config is read once at load time.
 type config struct {
 	dir   string // CKPT_DIR, default the starting directory; absolute
@@ -48,16 +37,24 @@ type config struct {
 	name  string // program name for image file names
 }
 
+// init runs on the runtime's own thread while the program's main() may
+// already run (see cc_shim/ctor.c), and tells the shim when it is done.
 func init() {
+	defer C.ck_go_ready()
+	// Go's syscall package raised the soft RLIMIT_NOFILE to the hard
+	// limit, which the program never asked for: put back what it had.
+	lim := unix.Rlimit{Cur: uint64(C.ckpt_nofile.rlim_cur), Max: uint64(C.ckpt_nofile.rlim_max)}
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+
 	fd := int(C.ckpt_wake_fd[0])
 	if fd < 0 {
 		return
 	}
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
 		save: os.Getenv("CKPT_SAVE_FILES") == "1", name: programName()}
-	// Relative to the directory the program started in, not to wherever
-	// it is when a checkpoint comes.
-	if wd, err := os.Getwd(); err == nil && !filepath.IsAbs(cfg.dir) {
+	// Relative to the directory the program started in (the shim noted
+	// it), not to wherever it is by now or when a checkpoint comes.
+	if wd := C.GoString(&C.ckpt_start_cwd[0]); wd != "" && !filepath.IsAbs(cfg.dir) {
 		cfg.dir = filepath.Join(wd, cfg.dir)
 	}
 	go coordinate(fd, &cfg)

@@ -76,10 +76,15 @@ static int check(unsigned long tick)
 		printf("input.txt: line for tick %lu is wrong\n", tick);
 		return 1;
 	}
-	memset(buf, 0, sizeof(buf));
-	if (pread(scratch, buf, sizeof(secret), 1 << 20) != sizeof(secret) || strcmp(buf, secret) != 0) {
-		printf("the deleted scratch file lost its contents\n");
-		return 1;
+	/* The secret is in each of 3 MiB, at a different place in each (the
+	 * image stores them as separate chunks). */
+	for (int mib = 0; mib < 3; mib++) {
+		memset(buf, 0, sizeof(buf));
+		if (pread(scratch, buf, sizeof(secret), ((off_t)mib << 20) + mib * 64) != sizeof(secret) ||
+		    strcmp(buf, secret) != 0) {
+			printf("the deleted scratch file lost its contents at %d MiB\n", mib);
+			return 1;
+		}
 	}
 	if (!getcwd(here, sizeof(here)) || strcmp(here, wd) != 0) {
 		printf("working directory is %s, not %s\n", here, wd);
@@ -150,7 +155,11 @@ int main(int argc, char **argv)
 		printf("FAIL setting up files\n");
 		return 1;
 	}
-	pwrite(scratch, secret, sizeof(secret), 1 << 20);
+	for (int mib = 0; mib < 3; mib++)
+		if (pwrite(scratch, secret, sizeof(secret), ((off_t)mib << 20) + mib * 64) != sizeof(secret)) {
+			printf("FAIL writing the scratch file\n");
+			return 1;
+		}
 	unlink("scratch");
 	signal(SIGALRM, on_alarm);
 	setitimer(ITIMER_REAL, &it, NULL);

@@ -3,6 +3,9 @@
 //
 //	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse] [--dir DIR]
 //
+// It first prints what the library costs a program that never checkpoints
+// (--sizes "" prints only that).
+//
 // For each size (MiB of heap) and mode it reports the pause and the whole
 // checkpoint time (from the library's own report) against writing as many
 // bytes with fsync ("dd"), the image size, and the time from starting
@@ -39,9 +42,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+	if err := idle(root); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
 	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %7s %7s %6s %8s %7s %9s\n",
 		"MiB", "mode", "pause ms", "ckpt s", "dd s", "ckpt/dd", "image MiB",
 		"run s", "lazy s", "eager s", "read s", "run/read", "copy s", "eager/copy")
+	if *sizes == "" {
+		return
+	}
 	for _, s := range strings.Split(*sizes, ",") {
 		for _, m := range strings.Split(*modes, ",") {
 			if err := one(root, *dir, s, m); err != nil {
@@ -182,6 +192,46 @@ func copyBaseline(n int64) time.Duration {
 		copy(dst[off:], src)
 	}
 	return time.Since(start)
+}
+
+// idle prints what the library costs a trivial C program that never
+// checkpoints: start-up to exit time (mean of many runs) and resident
+// memory once the library's runtime is up, without and with it.
+func idle(root string) error {
+	prog := filepath.Join(root, "tests/progs/trivial")
+	lib := "LD_PRELOAD=" + filepath.Join(root, "libckpt.so")
+	run := func(env []string, args ...string) (time.Duration, string, error) {
+		cmd := exec.Command(prog, args...)
+		cmd.Env = env
+		start := time.Now()
+		out, err := cmd.Output()
+		return time.Since(start), strings.TrimSpace(string(out)), err
+	}
+	const runs = 300
+	var took [2]time.Duration
+	var rss [2]int
+	for i, env := range [][]string{{}, {lib}} {
+		run(env) // warm the page cache
+		for k := 0; k < runs; k++ {
+			d, _, err := run(env)
+			if err != nil {
+				return fmt.Errorf("running %s: %w", prog, err)
+			}
+			took[i] += d
+		}
+		_, out, err := run(env, "rss")
+		if err != nil {
+			return fmt.Errorf("running %s rss: %w", prog, err)
+		}
+		if _, err := fmt.Sscanf(out, "%d kB", &rss[i]); err != nil {
+			return fmt.Errorf("%s rss printed %q", prog, out)
+		}
+	}
+	without, with := took[0].Seconds()*1000/runs, took[1].Seconds()*1000/runs
+	fmt.Printf("idle cost on a trivial C program (%d runs each):\n", runs)
+	fmt.Printf("  start to exit: %.2f ms without the library, %.2f ms with it: +%.2f ms\n", without, with, with-without)
+	fmt.Printf("  resident:      %d KiB without, %d KiB with: +%d KiB\n\n", rss[0], rss[1], rss[1]-rss[0])
+	return nil
 }
 
 // writeBaseline writes n bytes in 1 MiB writes and fsyncs, as dd conv=fdatasync.
