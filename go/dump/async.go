@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"errors"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -112,21 +111,4 @@ func (f *asyncFile) close() error {
 	close(f.ops)
 	<-f.done
 	return err
-}
-
-func pwriteFull(fd int, p []byte, off int64) error {
-	for done := 0; done < len(p); {
-		n, err := unix.Pwrite(fd, p[done:], off+int64(done))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errors.New("short write")
-		}
-		done += n
-	}
-	return nil
 }

@@ -373,8 +373,17 @@ func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zer
 }
 
 func preadFull(fd int, b []byte, off int64) error {
+	return full(unix.Pread, fd, b, off, "unexpected end of file")
+}
+
+func pwriteFull(fd int, b []byte, off int64) error {
+	return full(unix.Pwrite, fd, b, off, "short write")
+}
+
+// full runs a pread or pwrite until all of b is done, again after EINTR.
+func full(op func(int, []byte, int64) (int, error), fd int, b []byte, off int64, short string) error {
 	for done := 0; done < len(b); {
-		n, err := unix.Pread(fd, b[done:], off+int64(done))
+		n, err := op(fd, b[done:], off+int64(done))
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -382,7 +391,7 @@ func preadFull(fd int, b []byte, off int64) error {
 			return err
 		}
 		if n == 0 {
-			return errors.New("unexpected end of file")
+			return errors.New(short)
 		}
 		done += n
 	}

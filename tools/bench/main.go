@@ -1,5 +1,5 @@
 // Command bench measures checkpoint and restart of tests/progs/bigheap
-// against this machine's own baselines, and prints one table.
+// against this machine's own baselines, and prints a table.
 //
 //	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse] [--dir DIR]
 //
@@ -9,13 +9,12 @@
 // For each size (MiB of heap) and mode it reports the pause and the whole
 // checkpoint time (from the library's own report) against writing as many
 // bytes with fsync ("dd"), the image size, and the time from starting
-// restart until the program runs its own code again: by default (every
-// checksum checked, pages mapped), with --lazy and with --eager.  Each
-// restored program must then pass its own check of all its memory.  The
-// baselines, measured in the same run in DIR: one read of the image from the
-// page cache ("read", what the default restart is compared with) and a
-// memory copy of the image's size into fresh memory ("copy", the floor of
-// any restore that copies, as --eager does).
+// restart until the program runs its own code again ("run", every checksum
+// checked and every page copied); the restored program must then pass its
+// own check of all its memory.  The baselines, measured in the same run in
+// DIR: one read of the image from the page cache ("read") and a memory copy
+// of the image's size into fresh memory ("copy", the floor of a restore
+// that copies).
 package main
 
 import (
@@ -46,9 +45,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %7s %7s %6s %8s %7s %9s\n",
+	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %6s %8s %6s %8s\n",
 		"MiB", "mode", "pause ms", "ckpt s", "dd s", "ckpt/dd", "image MiB",
-		"run s", "lazy s", "eager s", "read s", "run/read", "copy s", "eager/copy")
+		"run s", "read s", "run/read", "copy s", "run/copy")
 	if *sizes == "" {
 		return
 	}
@@ -111,11 +110,9 @@ func one(root, dir, size, mode string) error {
 		return err
 	}
 
-	var run [3]time.Duration
-	for i, flag := range []string{"", "--lazy", "--eager"} {
-		if run[i], err = restartTime(root, image, flag); err != nil {
-			return err
-		}
+	run, err := restartTime(root, image)
+	if err != nil {
+		return err
 	}
 	dd, err := writeBaseline(filepath.Join(work, "dd"), fi.Size())
 	if err != nil {
@@ -126,10 +123,9 @@ func one(root, dir, size, mode string) error {
 		return err
 	}
 	cp := copyBaseline(fi.Size())
-	fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %7.3f %7.3f %6.3f %8.2f %7.3f %9.2f\n",
+	fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %6.3f %8.2f\n",
 		size, mode, pause, total/1000, dd.Seconds(), total/1000/dd.Seconds(), float64(fi.Size())/(1<<20),
-		run[0].Seconds(), run[1].Seconds(), run[2].Seconds(), read.Seconds(), run[0].Seconds()/read.Seconds(),
-		cp.Seconds(), run[2].Seconds()/cp.Seconds())
+		run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), cp.Seconds(), run.Seconds()/cp.Seconds())
 	return nil
 }
 
@@ -137,13 +133,9 @@ func one(root, dir, size, mode string) error {
 // its own code again (its first "wake" line: the restored thread left the
 // library's signal handler), after making sure that the program's next
 // check of all its memory passes.
-func restartTime(root, image, flag string) (time.Duration, error) {
-	args := []string{"-q", image}
-	if flag != "" {
-		args = []string{"-q", flag, image}
-	}
+func restartTime(root, image string) (time.Duration, error) {
 	start := time.Now()
-	rs := exec.Command(filepath.Join(root, "restart"), args...)
+	rs := exec.Command(filepath.Join(root, "restart"), "-q", image)
 	rout, _ := rs.StdoutPipe()
 	if err := rs.Start(); err != nil {
 		return 0, err
@@ -156,12 +148,12 @@ func restartTime(root, image, flag string) (time.Duration, error) {
 	line, err := r.ReadString('\n')
 	took := time.Since(start)
 	if err != nil || line != "wake\n" {
-		return 0, fmt.Errorf("restart %s: the restored program did not run (%q, %v)", flag, line, err)
+		return 0, fmt.Errorf("restart: the restored program did not run (%q, %v)", line, err)
 	}
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil || strings.HasPrefix(line, "FAIL") || strings.Contains(line, "mismatch") {
-			return 0, fmt.Errorf("restart %s: the restored program's memory check failed: %q %v", flag, line, err)
+			return 0, fmt.Errorf("restart: the restored program's memory check failed: %q %v", line, err)
 		}
 		if _, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
 			break // a tick: the check passed
