@@ -4,7 +4,8 @@
  * Order matters.  The priority-101 constructor runs before the Go runtime of
  * libckpt.so starts its threads, so blocking the trigger there means no Go
  * thread ever has it unblocked (a Go thread must never run the handler: Go
- * would be frozen by the snapshot it is asked to write); it also installs the
+ * would be frozen by the snapshot it is asked to write); the same goes for
+ * every other signal the program may be sent.  It also installs the
  * handlers.  The default-priority constructor runs after the runtime's first
  * thread exists and unblocks the trigger on the program's main thread only.
  * Threads the program creates later inherit main's mask, so any program
@@ -34,6 +35,8 @@
 int ckpt_wake_fd[2] = {-1, -1};
 int ck_trigger = SIGUSR2;
 static int ck_armed; /* handlers installed: unblock the trigger */
+static int ck_masked; /* ck_early blocked signals; ck_arm puts back: */
+static sigset_t ck_main_mask;
 static pid_t ck_ctor_pid; /* the process that loaded the library */
 struct rlimit ckpt_nofile; /* RLIMIT_NOFILE before the Go runtime started */
 char ckpt_start_cwd[4096];
@@ -108,6 +111,20 @@ __attribute__((constructor(101))) static void ck_early(void)
 	 * library is in a trusted directory and itself setuid.) */
 	if (getauxval(AT_SECURE))
 		return;
+	/* Block every signal but the freeze and the faults while the runtime
+	 * creates its first thread: all Go threads inherit that mask, so
+	 * signals for the program (the trigger, an alarm, SIGCHLD, SIGTERM)
+	 * always reach one of the program's own threads and run on its
+	 * stacks.  The runtime unblocks what it needs itself (SIGURG). */
+	sigfillset(&set);
+	sigdelset(&set, CK_FREEZE_SIG);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	sigdelset(&set, SIGTRAP);
+	sigdelset(&set, SIGSYS);
+	ck_masked = sigprocmask(SIG_BLOCK, &set, &ck_main_mask) == 0;
 	if (s && *s) {
 		int sig = ck_parse_signal(s);
 		if (sig)
@@ -119,9 +136,6 @@ __attribute__((constructor(101))) static void ck_early(void)
 		ck_log("ckpt: cannot create the wake pipe; checkpoints are disabled\n");
 		return;
 	}
-	sigemptyset(&set);
-	sigaddset(&set, ck_trigger);
-	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = ck_handler;
@@ -148,16 +162,16 @@ __attribute__((constructor(101))) static void ck_early(void)
 }
 
 /* ck_arm runs after the runtime's initializer has created its first thread
- * (with the trigger blocked), and lets the trigger reach the program's
- * main thread.  A trigger that came meanwhile is delivered now; the Go
- * coordinator serves it once the runtime is up. */
+ * (with ck_early's mask), gives the program's main thread its own mask back
+ * and lets the trigger reach it.  A signal that came meanwhile is delivered
+ * now; the Go coordinator serves a trigger once the runtime is up. */
 __attribute__((constructor)) static void ck_arm(void)
 {
-	sigset_t set;
+	sigset_t set = ck_main_mask;
 
-	if (!ck_armed)
+	if (!ck_masked)
 		return;
-	sigemptyset(&set);
-	sigaddset(&set, ck_trigger);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	if (ck_armed)
+		sigdelset(&set, ck_trigger);
+	sigprocmask(SIG_SETMASK, &set, NULL);
 }

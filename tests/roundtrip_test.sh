@@ -37,14 +37,19 @@ pid=$!
 pids+=("$pid")
 wait_for at_least . orig.out 3 || fail "the program did not start ticking under the library"
 grep -q FAIL orig.out && fail "the program failed before any checkpoint"
-# Only the program's threads may take the trigger: in a single-threaded
-# program (SINGLE_THREADED=1), every other thread is the Go runtime's and
-# must have SIGUSR2 blocked from birth.
+# Only the program's threads may take the trigger or signals sent to the
+# program: in a single-threaded program (SINGLE_THREADED=1), every other
+# thread is the Go runtime's and must have SIGUSR2, SIGALRM and SIGTERM
+# blocked from birth.  (Go unblocks SIGCHLD, SIGURG and SIGPROF on its own
+# threads.)
 for status in /proc/"$pid"/task/*/status; do
 	[[ ${SINGLE_THREADED:-0} == 1 ]] || break
 	[[ $status == /proc/$pid/task/$pid/status ]] && continue
 	blocked=$(awk '/^SigBlk:/ {print $2}' "$status")
-	(((16#$blocked >> 11) & 1)) || fail "thread ${status%/status} has SIGUSR2 unblocked (SigBlk $blocked)"
+	for sig in 12 14 15; do
+		(((16#$blocked >> (sig - 1)) & 1)) ||
+			fail "thread ${status%/status} has signal $sig unblocked (SigBlk $blocked)"
+	done
 done
 before=$(last_field orig.out)
 
