@@ -51,6 +51,9 @@ for status in /proc/"$pid"/task/*/status; do
 			fail "thread ${status%/status} has signal $sig unblocked (SigBlk $blocked)"
 	done
 done
+# The library's Go runtime keeps no files of its own open in the program
+# (cgroup files: their paths differ between machines).
+if ls -l /proc/"$pid"/fd | grep -q /sys/fs/cgroup; then fail "the library keeps cgroup files open"; fi
 before=$(last_field orig.out)
 
 kill -USR2 "$pid"
