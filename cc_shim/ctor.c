@@ -94,8 +94,8 @@ void ck_wait_go(void)
 /* ck_early runs before the Go runtime starts (the constructor priority puts
  * it ahead of the runtime's own initializer).  The runtime then starts on a
  * thread of its own and the program's main() does not wait for it: the
- * handlers are installed here, and the trigger is blocked while the
- * runtime's first thread is created, so that no Go thread ever takes it. */
+ * handlers are installed here, and the program's signals are blocked while
+ * the runtime's first thread is created, so that no Go thread takes them. */
 __attribute__((constructor(101))) static void ck_early(void)
 {
 	const char *s = getenv("CKPT_SIGNAL");

@@ -67,12 +67,18 @@ static int ck_prlimit(pid_t pid, int resource, const struct rlimit *new, struct 
 	return (int)syscall(SYS_prlimit64, pid, resource, new, old);
 }
 
-int getrlimit(__rlimit_resource_t resource, struct rlimit *rl) { return ck_prlimit(0, resource, NULL, rl); }
+int getrlimit(__rlimit_resource_t resource, struct rlimit *rl)
+{
+	return ck_prlimit(0, resource, NULL, rl);
+}
 int getrlimit64(__rlimit_resource_t resource, struct rlimit64 *rl)
 {
 	return ck_prlimit(0, resource, NULL, (struct rlimit *)rl);
 }
-int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl) { return ck_prlimit(0, resource, rl, NULL); }
+int setrlimit(__rlimit_resource_t resource, const struct rlimit *rl)
+{
+	return ck_prlimit(0, resource, rl, NULL);
+}
 int setrlimit64(__rlimit_resource_t resource, const struct rlimit64 *rl)
 {
 	return ck_prlimit(0, resource, (const struct rlimit *)rl, NULL);

@@ -241,9 +241,9 @@ func areaOf(m procfs.Mapping) (image.Area, bool) {
 // memory that was never touched is not present and is skipped.  Pages of a
 // file mapping are read whether present or not, since a restore maps the
 // area anonymously: readable ones, and private ones whatever their
-// protection (a restored process's memory is mapped from its image, and
-// may have been made unreadable since).  Pages that hold only zeros are
-// skipped too: a restore maps fresh zero pages there.
+// protection (an area made unreadable still holds the file's bytes, which
+// the program sees again if it makes the area readable).  Pages that hold
+// only zeros are skipped too: a restore maps fresh zero pages there.
 func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) error {
 	readAll := m.Inode != 0 && (m.Read || !m.Shared)
 	pages := a.Pages()

@@ -4,8 +4,9 @@
 // The shim's signal handler writes a byte into a pipe; a goroutine locked to
 // its own thread waits on that pipe, has the shim freeze the threads and fork
 // a snapshot child (ckpt_snapshot), writes the image from the child while
-// the program runs on, and tells the shim it is done.  No Go code runs in the signal handler (the first Go callback on a C
-// thread mallocs, which deadlocks if the signal interrupted malloc).
+// the program runs on, and tells the shim it is done.  No Go code runs in
+// the signal handler (the first Go callback on a C thread mallocs, which
+// deadlocks if the signal interrupted malloc).
 package main
 
 /*
