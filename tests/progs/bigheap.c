@@ -2,11 +2,7 @@
  * and checks a checksum of all of it every tick, changing one word in every
  * 64th page between ticks.  Half of the pages are left zero to exercise
  * zero-page skipping, unless argv[3] is "full"; with "sparse" they are
- * never touched.
- *
- * With argv[4] "mark" (tools/bench), sleeps that a signal cuts short print
- * "wake" and go on for the rest of their time: the first line a restored
- * program prints says it runs again, before it touches its memory. */
+ * never touched.  argv[4] "mark" sets tick_mark (ticker.h) for tools/bench. */
 #include <stdint.h>
 #include <string.h>
 #include "tests/progs/ticker.h"
@@ -44,24 +40,6 @@ static int check(unsigned long tick)
 	return 0;
 }
 
-static void mark_loop(long ms)
-{
-	for (unsigned long i = 1;; i++) {
-		struct timespec t = {ms / 1000, (ms % 1000) * 1000000};
-
-		if (check(i) != 0) {
-			printf("FAIL at tick %lu\n", i);
-			exit(1);
-		}
-		printf("%lu\n", i);
-		fflush(stdout);
-		while (nanosleep(&t, &t) != 0) {
-			printf("wake\n");
-			fflush(stdout);
-		}
-	}
-}
-
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 256;
@@ -83,7 +61,6 @@ int main(int argc, char **argv)
 			heap[i] = 0;
 	}
 	expect = sum();
-	if (argc > 4 && strcmp(argv[4], "mark") == 0)
-		mark_loop(tick_ms(argc, argv));
+	tick_mark = argc > 4 && strcmp(argv[4], "mark") == 0;
 	tick_loop(tick_ms(argc, argv), check);
 }
