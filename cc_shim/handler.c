@@ -70,11 +70,14 @@ static int64_t ck_now(void)
 void ck_handler(int sig, siginfo_t *si, void *uc)
 {
 	int saved_errno = errno;
-	char c = 1;
+	char c = CK_REQ;
 
 	(void)sig;
-	(void)si;
 	(void)uc;
+	/* Options for this checkpoint come as the value of a queued signal.
+	 * A trigger coalesced into a pending one loses them. */
+	if (si != NULL && si->si_code == SI_QUEUE)
+		c |= si->si_value.sival_int & CK_REQ_OPTIONS;
 	__atomic_store_n(&ck_pending, 1, __ATOMIC_SEQ_CST);
 	if (!__atomic_exchange_n(&ck_busy, 1, __ATOMIC_SEQ_CST)) {
 		__atomic_store_n(&ck_pending, 0, __ATOMIC_SEQ_CST);

@@ -81,6 +81,12 @@ struct ck_fd {
 
 #define CK_MAX_FDS 1024
 
+/* The byte the trigger handler writes to the wake pipe: CK_REQ, plus
+ * options a sender asked for with sigqueue(3)'s value (ckpt checkpoint). */
+#define CK_REQ 1
+#define CK_REQ_COMPRESS 2
+#define CK_REQ_OPTIONS CK_REQ_COMPRESS
+
 /* struct itimerval with fixed widths. */
 struct ck_itimer {
 	int64_t interval_sec, interval_usec;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # badimage_test.sh LIBCKPT RESTART READCKPT HELLO
 #
-# Takes a real image of hello, then damages copies of it in every way a
-# disk, a network copy or a user can: missing, empty, a directory, garbage,
+# Takes a real image of hello, plain and compressed (CKPT_COMPRESS=1), then
+# damages copies of each in every way a disk, a network copy or a user can: missing, empty, a directory, garbage,
 # cut at each area's data and at random offsets, single bit flips in the
 # header, metadata and page data.  restart and readckpt must refuse each with
 # exit status 2 and one line naming the file, and restart must never run the
@@ -18,16 +18,24 @@ work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/badimage.XXXXXX")
 cd "$work"
 
 
-CKPT_DIR=$work LD_PRELOAD=$lib "$hello" 100 >orig.out 2>orig.err &
-pid=$!
-for _ in $(seq 600); do grep -q . orig.out 2>/dev/null && break; sleep 0.05; done
-kill -USR2 "$pid"
-for _ in $(seq 600); do grep -q "ckpt: wrote" orig.err && break; sleep 0.05; done
-kill -9 "$pid"
-{ wait "$pid"; } 2>/dev/null || true
-good=$(image_in orig.err)
-[[ -f $good ]] || fail "no image was written"
-size=$(stat -c %s "$good")
+# checkpoint NAME [ENV...]: an image of hello, run with ENV.
+checkpoint() {
+	local name=$1 pid
+	shift
+	env "$@" CKPT_DIR=$work LD_PRELOAD=$lib "$hello" 100 >"$name.out" 2>"$name.err" &
+	pid=$!
+	for _ in $(seq 600); do grep -q . "$name.out" 2>/dev/null && break; sleep 0.05; done
+	kill -USR2 "$pid"
+	for _ in $(seq 600); do grep -q "ckpt: wrote" "$name.err" && break; sleep 0.05; done
+	kill -9 "$pid"
+	{ wait "$pid"; } 2>/dev/null || true
+	image=$(image_in "$name.err")
+	[[ -f $image ]] || fail "no $name image was written"
+	mv "$image" "$name.ckpt"
+}
+checkpoint plain
+checkpoint zstd CKPT_COMPRESS=1
+[[ $("$readckpt" zstd.ckpt) == *$'\n'"data: "*zstd* ]] || fail "CKPT_COMPRESS=1 wrote no compressed image"
 
 tried=0
 # refuse FILE WHY [TOOL...]: each tool (default: restart and readckpt) must
@@ -54,43 +62,52 @@ refuse "$work/dir.ckpt" "a directory"
 head -c 100000 /dev/urandom >garbage.ckpt
 refuse "$work/garbage.ckpt" "random bytes"
 
-# Cut in the header, at page boundaries, where each area's data ends, and
-# at random offsets.
-bounds=$("$readckpt" "$good" | awk '/ stored [0-9]+$/ {sum += $NF; if ($NF > 0) print 4096 + sum}' | sort -un)
-for off in 1 63 64 4095 4096 8192 $bounds $((size / 2)) $((size - 4096)) $((size - 1)); do
-	((off < size)) || continue
-	head -c "$off" "$good" >cut.ckpt
-	refuse "$work/cut.ckpt" "a copy cut at byte $off"
-done
-for _ in $(seq 10); do
-	off=$((RANDOM * 32768 + RANDOM))
-	off=$((off % size))
-	head -c "$off" "$good" >cut.ckpt
-	refuse "$work/cut.ckpt" "a copy cut at byte $off"
-done
+# damage GOOD: cuts and bit flips of the image GOOD.
+damage() {
+	local good=$1 size off
+	size=$(stat -c %s "$good")
+	# Cut in the header, at page boundaries, where each area's data ends, and
+	# at random offsets.
+	bounds=$("$readckpt" "$good" | awk '/ stored [0-9]+$/ {sum += $NF; if ($NF > 0) print 4096 + sum}' | sort -un)
+	for off in 1 63 64 4095 4096 8192 $bounds $((size / 2)) $((size - 4096)) $((size - 1)); do
+		((off < size)) || continue
+		head -c "$off" "$good" >cut.ckpt
+		refuse "$work/cut.ckpt" "a copy cut at byte $off"
+	done
+	for _ in $(seq 10); do
+		off=$((RANDOM * 32768 + RANDOM))
+		off=$((off % size))
+		head -c "$off" "$good" >cut.ckpt
+		refuse "$work/cut.ckpt" "a copy cut at byte $off"
+	done
 
-# Single bit flips: in the header, at 200 random places, and near the end
-# (metadata).
-flip() {
-	cp "$good" flip.ckpt
-	local byte
-	byte=$(od -An -tu1 -j "$1" -N1 "$good" | tr -d ' ')
-	printf "$(printf '\\%03o' $((byte ^ (1 << $2))))" | dd of=flip.ckpt bs=1 seek="$1" conv=notrunc status=none
-	refuse "$work/flip.ckpt" "bit $2 of byte $1 flipped"
+	# Single bit flips: in the header, at 200 random places, and near the end
+	# (metadata).
+	flip() {
+		cp "$good" flip.ckpt
+		local byte
+		byte=$(od -An -tu1 -j "$1" -N1 "$good" | tr -d ' ')
+		printf "$(printf '\\%03o' $((byte ^ (1 << $2))))" | dd of=flip.ckpt bs=1 seek="$1" conv=notrunc status=none
+		refuse "$work/flip.ckpt" "bit $2 of byte $1 flipped"
+	}
+	for off in 0 7 8 16 40 60; do flip "$off" 3; done
+	for _ in $(seq 200); do
+		off=$(((RANDOM * 32768 + RANDOM) % size))
+		# Skip the header's zero padding, which no reader looks at.
+		((off >= 64 && off < 4096)) && continue
+		flip "$off" $((RANDOM % 8))
+	done
+	for i in 1 2 3 4 5 6 7 8; do flip $((size - i * 13)) $((i % 8)); done
 }
-for off in 0 7 8 16 40 60; do flip "$off" 3; done
-for _ in $(seq 200); do
-	off=$(((RANDOM * 32768 + RANDOM) % size))
-	# Skip the header's zero padding, which no reader looks at.
-	((off >= 64 && off < 4096)) && continue
-	flip "$off" $((RANDOM % 8))
+for good in "$work/plain.ckpt" "$work/zstd.ckpt"; do
+	damage "$good"
 done
-for i in 1 2 3 4 5 6 7 8; do flip $((size - i * 13)) $((i % 8)); done
 
 "$restart" >/dev/null 2>&1 && fail "restart without an argument succeeded"
 
 # The good image passes --verify-only; owned by someone else, it is refused
 # unless forced (only root can give a file away).
+good=$work/zstd.ckpt
 "$restart" --verify-only "$good" >verify.out || fail "--verify-only refused the good image"
 if [[ $(id -u) == 0 ]]; then
 	cp "$good" other.ckpt
@@ -98,4 +115,4 @@ if [[ $(id -u) == 0 ]]; then
 	refuse "$work/other.ckpt" "an image owned by another user" "$restart"
 	"$restart" --verify-only --force "$work/other.ckpt" >/dev/null || fail "--force did not accept another user's image"
 fi
-echo "PASS: $tried damaged images refused by restart and readckpt"
+echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt"

@@ -5,7 +5,8 @@
 #   - run --interval 1s --keep 2 leaves exactly two images while it runs;
 #   - checkpoint --wait prints the new image; inspect --json agrees with
 #     /proc/PID/maps read just before (for the file mappings, which do not
-#     move); verify accepts the image; checkpoint --kill ends the program
+#     move); verify accepts the image; checkpoint --compress writes a
+#     compressed one, which inspect describes; checkpoint --kill ends the program
 #     and run exits 137;
 #   - restart --dir picks the newest image and the count goes on;
 #   - errors: no such process, a process without the library, a file that
@@ -48,6 +49,16 @@ if checked < 5:
     sys.exit(f"only {checked} file mappings compared")
 PY
 "$ckpt" verify "$img" >/dev/null || fail "verify refused a good image"
+# One compressed checkpoint on request; restart --dir below restores it.
+img=$("$ckpt" checkpoint --wait --compress "$pid") || fail "checkpoint --compress failed"
+"$ckpt" inspect --json "$img" >zstd.json || fail "inspect --json failed on a compressed image"
+python3 - zstd.json <<'PY' || fail "checkpoint --compress wrote no compressed image"
+import json, sys
+d = json.load(open(sys.argv[1]))
+if "zstd" not in d["compression"] or not 0 < d["file_bytes"] < d["stored_bytes"]:
+    sys.exit(f"compression {d['compression']}, {d['file_bytes']} bytes for {d['stored_bytes']}")
+PY
+"$ckpt" verify "$img" >/dev/null || fail "verify refused a compressed image"
 "$ckpt" checkpoint --kill "$pid" >/dev/null || fail "checkpoint --kill failed"
 rc=0
 wait "$rpid" || rc=$?

@@ -11,7 +11,9 @@
 #   - the restored process is checkpointed again, killed and restarted,
 #     GENERATIONS times (default 3), each going on from its checkpoint;
 #     restart passes signals on and exits 137 when the program is killed;
-#   - with RESTARTS=N, the first image restarts N times, each the same way.
+#   - with RESTARTS=N, the first image restarts N times, each the same way;
+#   - with CKPT_COMPRESS=1 (passed to the program), every image is
+#     compressed.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
@@ -65,6 +67,12 @@ image=$(image_in orig.err)
 [[ -f $image ]] || fail "the reported image $image does not exist"
 [[ $(stat -c %a "$image") == 600 ]] || fail "image mode is $(stat -c %a "$image"), want 600"
 ls -A "$work" | grep -q '\.tmp' && fail "a temporary file was left behind"
+# compressed ERR: with CKPT_COMPRESS=1, the image ERR reports is compressed.
+compressed() {
+	[[ ${CKPT_COMPRESS:-0} != 1 ]] || grep -q "ckpt: wrote .* zstd" "$1" ||
+		fail "CKPT_COMPRESS=1, but $1 reports no compressed image"
+}
+compressed orig.err
 
 # restore NAME IMAGE: restart IMAGE, wait for 3 ticks and check that it goes
 # on from the checkpoint; leaves rpid (restart) and hpid (the program).
@@ -113,6 +121,7 @@ for ((g = 1; g <= gens; g++)); do
 	((g == 1)) && target=$rpid
 	kill -USR2 "$target"
 	wait_for grep -q "ckpt: wrote" "$err" || fail "gen$g: the restored process wrote no image"
+	compressed "$err"
 	after=$(last_field "$out")
 	finish "gen$g"
 	after=$(last_field "$out")

@@ -3,6 +3,7 @@ package dump
 import (
 	"sync"
 
+	"github.com/ckpt/ckpt/go/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,7 +14,8 @@ import (
 // and then do all its work at the end.
 const writebackEvery = 32 << 20
 
-// buffers is how many chunk buffers circulate between reading and writing.
+// buffers is how many chunk buffers circulate between reading and writing
+// when no compressor holds any.
 const buffers = 4
 
 // asyncFile writes to a descriptor on a goroutine of its own, so that
@@ -29,20 +31,36 @@ type asyncFile struct {
 
 	mu  sync.Mutex
 	err error
+
+	synced, end int64 // for wrote, on the writer goroutine
+
+	// With compression (see compress.go): the compressors' queue, their
+	// output buffers, and what run has written so far.
+	zjobs   chan *zjob
+	zout    chan []byte
+	segs    []image.Segment
+	segsEnd uint64 // the file offset after the last segment
 }
 
 type asyncOp struct {
 	p       []byte
 	off     int64
+	z       *zjob  // a segment to write once it is compressed
 	release []byte // a buffer to put back in the pool, after the writes before it
 	flush   chan error
 }
 
-func newAsyncFile(fd int, bufSize int) *asyncFile {
-	f := &asyncFile{fd: fd, ops: make(chan asyncOp, 64), free: make(chan []byte, buffers),
+// newAsyncFile starts the writer.  With compressors > 0, page data
+// written through segments() is compressed on that many goroutines.
+func newAsyncFile(fd int, bufSize int, compressors int) *asyncFile {
+	n := buffers + 2*compressors
+	f := &asyncFile{fd: fd, ops: make(chan asyncOp, 64), free: make(chan []byte, n),
 		done: make(chan struct{})}
-	for i := 0; i < buffers; i++ {
+	for i := 0; i < n; i++ {
 		f.free <- make([]byte, bufSize)
+	}
+	if compressors > 0 {
+		f.startCompressors(compressors, n, bufSize)
 	}
 	go f.run()
 	return f
@@ -50,25 +68,32 @@ func newAsyncFile(fd int, bufSize int) *asyncFile {
 
 func (f *asyncFile) run() {
 	defer close(f.done)
-	var synced, end int64
 	for op := range f.ops {
 		switch {
 		case op.release != nil:
 			f.free <- op.release
 		case op.flush != nil:
 			op.flush <- f.failed()
+		case op.z != nil:
+			f.writeSegment(op.z)
 		case f.failed() == nil:
 			if err := pwriteFull(f.fd, op.p, op.off); err != nil {
 				f.fail(err)
 				continue
 			}
-			end = max(end, op.off+int64(len(op.p)))
-			if end-synced >= writebackEvery {
-				// Only a hint: a failure shows at fsync.
-				unix.SyncFileRange(f.fd, synced, end-synced, unix.SYNC_FILE_RANGE_WRITE)
-				synced = end
-			}
+			f.wrote(op.off + int64(len(op.p)))
 		}
+	}
+}
+
+// wrote notes that the file is written up to end, and every writebackEvery
+// bytes asks the kernel to start writing it to disk.
+func (f *asyncFile) wrote(end int64) {
+	f.end = max(f.end, end)
+	if f.end-f.synced >= writebackEvery {
+		// Only a hint: a failure shows at fsync.
+		unix.SyncFileRange(f.fd, f.synced, f.end-f.synced, unix.SYNC_FILE_RANGE_WRITE)
+		f.synced = f.end
 	}
 }
 
@@ -105,10 +130,13 @@ func (f *asyncFile) flush() error {
 	return <-c
 }
 
-// close flushes and stops the writing goroutine.
+// close flushes and stops the writing goroutine and the compressors.
 func (f *asyncFile) close() error {
 	err := f.flush()
 	close(f.ops)
 	<-f.done
+	if f.zjobs != nil {
+		close(f.zjobs)
+	}
 	return err
 }

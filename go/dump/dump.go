@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/ckpt/ckpt/go/image"
@@ -30,6 +31,9 @@ type Request struct {
 	// SaveFiles stores the contents of regular files up to
 	// image.MaxSavedFile bytes (CKPT_SAVE_FILES).
 	SaveFiles bool
+	// Compress stores page data zstd-compressed, on as many goroutines
+	// as GOMAXPROCS allows (CKPT_COMPRESS).
+	Compress bool
 }
 
 // Result describes a written image.
@@ -155,7 +159,11 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 		return 0, err
 	}
 
-	out := newAsyncFile(fd, chunkPages*image.PageSize)
+	compressors := 0
+	if r.Compress {
+		compressors = runtime.GOMAXPROCS(0)
+	}
+	out := newAsyncFile(fd, chunkPages*image.PageSize, compressors)
 	defer func() {
 		if cerr := out.close(); err == nil {
 			err = cerr
@@ -172,6 +180,9 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 	}
 
 	w := image.NewWriter(out)
+	if r.Compress {
+		w = image.NewSegmentWriter(out, segmentWriter{out})
+	}
 	for _, m := range maps {
 		a, ok := areaOf(m)
 		if !ok {
@@ -187,6 +198,11 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 	for i := range im.Files {
 		if err := src.describeFile(w, proc, &im.Files[i], r.SaveFiles); err != nil {
 			return 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
+		}
+	}
+	if r.Compress {
+		if im.Segments, err = out.segments(); err != nil {
+			return 0, err
 		}
 	}
 	size, err = w.Finish(im)

@@ -2,9 +2,12 @@ package dump
 
 import (
 	"bytes"
+	"encoding/binary"
+	"sync"
 	"testing"
 
 	"github.com/ckpt/ckpt/go/image"
+	"golang.org/x/sys/unix"
 )
 
 // memFile is an io.WriterAt in memory.
@@ -62,4 +65,98 @@ func TestAppendRuns(t *testing.T) {
 			t.Errorf("run %d: CRC %#x, wanted %#x", i, r.CRC, image.Checksum(src))
 		}
 	}
+}
+
+// The compressing writer: chunks compressed on several goroutines come out
+// in order as segments that a reader unpacks to the same pages.
+func TestCompressedChunks(t *testing.T) {
+	const P = image.PageSize
+	fd, err := unix.Open(t.TempDir(), unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	out := newAsyncFile(fd, chunkPages*P, 3)
+	w := image.NewSegmentWriter(out, segmentWriter{out})
+	area := image.Area{Start: 0x10000000, End: 0x10000000 + 40*chunkPages*P, Prot: image.ProtRead}
+	var want []byte // the area's pages as written
+	x := uint64(1)
+	for c := 0; c < 40; c++ {
+		buf := out.get()
+		for i := 0; i < len(buf); i += 8 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			v := x
+			switch c % 3 {
+			case 1: // compresses: small numbers
+				v &= 0x0f0f
+			case 2: // half the pages zero
+				if (i/P)%2 == 1 {
+					v = 0
+				}
+			}
+			binary.LittleEndian.PutUint64(buf[i:], v)
+		}
+		want = append(want, buf...)
+		if area.Runs, err = appendRuns(w, area.Runs, buf, uint64(c*chunkPages), make([]byte, P)); err != nil {
+			t.Fatal(err)
+		}
+		out.put(buf)
+	}
+	im := &image.Image{
+		Process: image.Process{Arch: image.EMX8664, PageSize: P, PID: 7, Signal: 12},
+		Threads: []image.Thread{{TID: 7}},
+		Areas:   []image.Area{area},
+	}
+	if im.Segments, err = out.segments(); err != nil {
+		t.Fatal(err)
+	}
+	size, err := w.Finish(im)
+	if err == nil {
+		err = out.close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := fdReaderAt(fd)
+	got, _, err := image.Read(r, int64(size))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	codecs := map[image.Codec]int{}
+	for _, s := range got.Segments {
+		codecs[s.Codec]++
+	}
+	if codecs[image.CodecZstd] == 0 || codecs[image.CodecNone] == 0 {
+		t.Errorf("segments by codec %v: wanted both", codecs)
+	}
+	mem := &memFile{}
+	if err := image.Unpack(r, got, syncWriter{mem}, nil); err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	page := make([]byte, len(want))
+	for _, run := range got.Areas[0].Runs {
+		copy(page[run.Page*P:], mem.b[run.FileOff:run.FileOff+run.Len()])
+	}
+	if !bytes.Equal(page, want) {
+		t.Errorf("unpacked pages differ from those written")
+	}
+}
+
+type fdReaderAt int
+
+func (f fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	return len(p), preadFull(int(f), p, off)
+}
+
+// syncWriter serializes Unpack's writes from several goroutines.
+type syncWriter struct{ m *memFile }
+
+var syncMu sync.Mutex
+
+func (s syncWriter) WriteAt(p []byte, off int64) (int, error) {
+	syncMu.Lock()
+	defer syncMu.Unlock()
+	return s.m.WriteAt(p, off)
 }

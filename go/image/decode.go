@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -43,13 +44,15 @@ func DecodeHeader(b []byte) (*Header, error) {
 		FileSize: le.Uint64(b[32:]),
 		MetaCRC:  le.Uint32(b[40:]),
 	}
-	if h.Version != FormatVersion {
-		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, h.Version, FormatVersion)
+	if h.Version < OldestVersion || h.Version > FormatVersion {
+		return nil, fmt.Errorf("%w %d (this build reads %d to %d)", ErrVersion, h.Version, OldestVersion, FormatVersion)
 	}
 	if h.Flags != 0 {
 		return nil, corrupt("unknown header flags %#x", h.Flags)
 	}
-	if h.MetaOff < DataStart || h.MetaOff%PageSize != 0 || h.MetaLen > MaxMetaLen ||
+	// Compressed data (format 2) ends anywhere; the metadata follows it
+	// directly, so that no byte of the file goes unchecked.
+	if h.MetaOff < DataStart || (h.MetaOff%PageSize != 0 && h.Version < 2) || h.MetaLen > MaxMetaLen ||
 		h.FileSize != h.MetaOff+h.MetaLen {
 		return nil, corrupt("bad metadata bounds (offset %#x, length %d, size %d)", h.MetaOff, h.MetaLen, h.FileSize)
 	}
@@ -81,7 +84,7 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 	if Checksum(meta) != h.MetaCRC {
 		return nil, nil, fmt.Errorf("%w in the metadata", ErrChecksum)
 	}
-	im, err := DecodeMeta(meta)
+	im, err := decodeMeta(meta, h.Version)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,7 +176,10 @@ func (d *decoder) runs() []Run {
 
 // DecodeMeta decodes the metadata section written by EncodeMeta.  It checks
 // only that the bytes parse; Validate checks what they say.
-func DecodeMeta(b []byte) (*Image, error) {
+func DecodeMeta(b []byte) (*Image, error) { return decodeMeta(b, FormatVersion) }
+
+// decodeMeta decodes the metadata of an image of the given format version.
+func decodeMeta(b []byte, version uint32) (*Image, error) {
 	d := &decoder{b: b}
 	im := &Image{}
 	p := &im.Process
@@ -276,6 +282,16 @@ func DecodeMeta(b []byte) (*Image, error) {
 		}
 		f.EventfdCount = d.u64()
 	}
+	if version >= 2 {
+		const segmentSize = 4*8 + 1 + 4
+		im.Segments = make([]Segment, d.count("segments", MaxSegments, segmentSize))
+		for i := range im.Segments {
+			s := &im.Segments[i]
+			s.Off, s.RawLen, s.FileOff, s.StoredLen = d.u64(), d.u64(), d.u64(), d.u64()
+			s.Codec = Codec(d.u8())
+			s.CRC = d.u32()
+		}
+	}
 	if d.err == nil && d.off != len(b) {
 		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
 	}
@@ -287,9 +303,13 @@ func DecodeMeta(b []byte) (*Image, error) {
 
 // Validate checks that the image describes something restorable: one
 // architecture, sane areas that do not overlap, and runs that lie inside
-// their area and inside the data region [DataStart, dataEnd) in file order
-// without overlapping.
-func (im *Image) Validate(dataEnd uint64) error {
+// their area and, in file order and without overlapping, inside the data
+// region [DataStart, metaOff) or the segments stored there.
+func (im *Image) Validate(metaOff uint64) error {
+	dataEnd, err := checkSegments(im.Segments, metaOff)
+	if err != nil {
+		return err
+	}
 	p := &im.Process
 	if p.Arch != EMX8664 {
 		return corrupt("machine %d, not x86-64 (%d)", p.Arch, EMX8664)
@@ -366,7 +386,73 @@ func (im *Image) Validate(dataEnd uint64) error {
 	if nextFile != dataEnd {
 		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)
 	}
+	return im.checkRunsInSegments()
+}
+
+// checkSegments checks that segments store the data offsets from
+// DataStart on back to back, in file order from DataStart up to metaOff,
+// and returns where the runs' offsets end.
+func checkSegments(segs []Segment, metaOff uint64) (uint64, error) {
+	if len(segs) == 0 {
+		return metaOff, nil
+	}
+	off, fileOff := uint64(DataStart), uint64(DataStart)
+	for i, s := range segs {
+		if s.Off != off || s.FileOff != fileOff || s.RawLen == 0 || s.RawLen > MaxSegmentLen ||
+			s.RawLen%PageSize != 0 || s.StoredLen == 0 || s.StoredLen > s.RawLen ||
+			(s.Codec == CodecNone && s.StoredLen != s.RawLen) || s.Codec >= codecCount {
+			return 0, corrupt("segment %d (offset %#x, %d bytes stored at %#x as %d, codec %d) "+
+				"does not follow the one before", i, s.Off, s.RawLen, s.FileOff, s.StoredLen, s.Codec)
+		}
+		off += s.RawLen
+		fileOff += s.StoredLen
+	}
+	if fileOff != metaOff {
+		return 0, corrupt("segments end at %#x, metadata starts at %#x", fileOff, metaOff)
+	}
+	return off, nil
+}
+
+// checkRunsInSegments checks that no run's data spans two segments, so
+// that each segment can be checked on its own.
+func (im *Image) checkRunsInSegments() error {
+	if len(im.Segments) == 0 {
+		return nil
+	}
+	j := 0
+	for _, r := range im.runs() {
+		for j < len(im.Segments) && im.Segments[j].Off+im.Segments[j].RawLen <= r.run.FileOff {
+			j++
+		}
+		if j == len(im.Segments) || r.run.FileOff+r.run.Len() > im.Segments[j].Off+im.Segments[j].RawLen {
+			return corrupt("the data of %s at offset %#x spans two segments", r.what(), r.run.FileOff)
+		}
+	}
 	return nil
+}
+
+// namedRun is a run with what it belongs to, for messages.
+type namedRun struct {
+	what func() string
+	run  Run
+}
+
+// runs lists every run in file order: areas' first, then files'.
+func (im *Image) runs() []namedRun {
+	var rs []namedRun
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		for _, run := range a.Runs {
+			rs = append(rs, namedRun{func() string { return fmt.Sprintf("area %#x-%#x", a.Start, a.End) }, run})
+		}
+	}
+	for i := range im.Files {
+		f := &im.Files[i]
+		for _, run := range f.Runs {
+			rs = append(rs, namedRun{func() string { return fmt.Sprintf("descriptor %d", f.FD) }, run})
+		}
+	}
+	return rs
 }
 
 // checkRuns checks that runs lie in order inside pages pages and that their
@@ -386,30 +472,81 @@ func checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error
 	return nil
 }
 
-// VerifyData reads every run's pages from r and checks their CRCs, on as
-// many goroutines as there are CPUs (runs are at most a MiB or so each, so
-// the work spreads evenly).  done, if not nil, is called with the number of
-// bytes checked so far, from one goroutine at a time.  When several runs are
-// damaged, the error names the first in file order.
+// VerifyData reads every run's pages from r and checks their CRCs (and
+// those of compressed segments, which it decompresses), on as many
+// goroutines as there are CPUs.  done, if not nil, is called with the
+// number of bytes checked so far, from one goroutine at a time.  When
+// several runs are damaged, the error names the first in file order.
 func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
-	type job struct {
-		what func() string
-		run  Run
+	if len(im.Segments) > 0 {
+		return Unpack(r, im, nil, done)
 	}
-	var jobs []job
-	for i := range im.Areas {
-		a := &im.Areas[i]
-		for _, run := range a.Runs {
-			jobs = append(jobs, job{func() string { return fmt.Sprintf("area %#x-%#x", a.Start, a.End) }, run})
+	runs := im.runs()
+	return parallel(len(runs), done, func(i int, buf *[]byte) (uint64, error) {
+		run, crc := runs[i].run, uint32(0)
+		b := grow(buf, min(run.Len(), 4<<20))
+		for off := uint64(0); off < run.Len(); {
+			n := min(uint64(len(b)), run.Len()-off)
+			if _, err := r.ReadAt(b[:n], int64(run.FileOff+off)); err != nil {
+				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(), err)
+			}
+			crc = crc32Update(crc, b[:n])
+			off += n
 		}
-	}
-	for i := range im.Files {
-		f := &im.Files[i]
-		for _, run := range f.Runs {
-			jobs = append(jobs, job{func() string { return fmt.Sprintf("descriptor %d", f.FD) }, run})
+		if crc != run.CRC {
+			return 0, fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, runs[i].what(), run.FileOff)
 		}
-	}
-	errs := make([]error, len(jobs))
+		return run.Len(), nil
+	})
+}
+
+// Unpack checks the page data of an image with segments as VerifyData
+// does and, if out is not nil, writes it there decompressed, each run's
+// pages at the run's FileOff.
+func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
+	runs := im.runs()
+	return parallel(len(im.Segments), done, func(i int, buf *[]byte) (uint64, error) {
+		s := &im.Segments[i]
+		b := grow(buf, s.RawLen+s.StoredLen)
+		stored := b[s.RawLen:]
+		if _, err := r.ReadAt(stored, int64(s.FileOff)); err != nil {
+			return 0, fmt.Errorf("reading the segment at file offset %#x: %w", s.FileOff, err)
+		}
+		if Checksum(stored) != s.CRC {
+			return 0, fmt.Errorf("%w in the segment at file offset %#x", ErrChecksum, s.FileOff)
+		}
+		raw := stored
+		if s.Codec != CodecNone {
+			raw = b[:s.RawLen]
+			if err := s.decompress(raw, stored); err != nil {
+				return 0, err
+			}
+		}
+		// The runs inside: Validate made sure none spans two segments.
+		k := sort.Search(len(runs), func(k int) bool { return runs[k].run.FileOff >= s.Off })
+		for ; k < len(runs) && runs[k].run.FileOff < s.Off+s.RawLen; k++ {
+			run := runs[k].run
+			if Checksum(raw[run.FileOff-s.Off:][:run.Len()]) != run.CRC {
+				return 0, fmt.Errorf("%w in the data of %s at offset %#x (segment at file offset %#x)",
+					ErrChecksum, runs[k].what(), run.FileOff, s.FileOff)
+			}
+		}
+		if out != nil {
+			if _, err := out.WriteAt(raw, int64(s.Off)); err != nil {
+				return 0, fmt.Errorf("unpacking the segment at file offset %#x: %w", s.FileOff, err)
+			}
+		}
+		return s.RawLen, nil
+	})
+}
+
+// parallel runs work(0..n-1) on as many goroutines as there are CPUs, each
+// with a buffer of its own for work to grow, and returns the error of the
+// lowest i that failed; after a failure, the work not yet started is
+// skipped.
+// done, if not nil, gets the running total of what work returned.
+func parallel(n int, done func(uint64), work func(i int, buf *[]byte) (uint64, error)) error {
+	errs := make([]error, n)
 	var (
 		next  atomic.Int64
 		mu    sync.Mutex
@@ -418,38 +555,27 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 	)
 	worker := func() {
 		defer wg.Done()
-		buf := make([]byte, 4<<20)
+		var buf []byte
 		for {
 			i := int(next.Add(1) - 1)
-			if i >= len(jobs) {
+			if i >= n {
 				return
 			}
-			run, crc := jobs[i].run, uint32(0)
-			for off := uint64(0); off < run.Len(); {
-				n := min(uint64(len(buf)), run.Len()-off)
-				if _, err := r.ReadAt(buf[:n], int64(run.FileOff+off)); err != nil {
-					errs[i] = fmt.Errorf("reading the data of %s: %w", jobs[i].what(), err)
-					break
-				}
-				crc = crc32Update(crc, buf[:n])
-				off += n
-			}
-			if errs[i] == nil && crc != run.CRC {
-				errs[i] = fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, jobs[i].what(), run.FileOff)
-			}
-			if errs[i] != nil {
-				next.Store(int64(len(jobs))) // stop every worker soon
+			bytes, err := work(i, &buf)
+			if err != nil {
+				errs[i] = err
+				next.Store(int64(n)) // stop every worker soon
 				continue
 			}
 			if done != nil {
 				mu.Lock()
-				total += run.Len()
+				total += bytes
 				done(total)
 				mu.Unlock()
 			}
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(jobs))
+	workers := min(runtime.GOMAXPROCS(0), n)
 	wg.Add(workers)
 	for w := 0; w < workers; w++ {
 		go worker()
@@ -461,4 +587,12 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 		}
 	}
 	return nil
+}
+
+// grow returns (*buf)[:n], reallocating *buf if it is shorter.
+func grow(buf *[]byte, n uint64) []byte {
+	if uint64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	return (*buf)[:n]
 }

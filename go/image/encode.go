@@ -15,12 +15,21 @@ func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 // Writer writes an image: page data first, in file order, then the
 // metadata and finally the header.
 type Writer struct {
-	w   io.WriterAt
-	off uint64 // next free file offset; always page aligned
+	w    io.WriterAt
+	data io.WriterAt // where Append's pages go, by their runs' offsets
+	off  uint64      // next free data offset; always page aligned
 }
 
 // NewWriter starts an image on w, which must be empty.
-func NewWriter(w io.WriterAt) *Writer { return &Writer{w: w, off: DataStart} }
+func NewWriter(w io.WriterAt) *Writer { return &Writer{w: w, data: w, off: DataStart} }
+
+// NewSegmentWriter starts an image on w whose page data goes to data
+// instead, at the offsets its runs will name; data stores it in w its own
+// way (compressed), and the caller describes how in the Segments of the
+// Image passed to Finish.
+func NewSegmentWriter(w, data io.WriterAt) *Writer {
+	return &Writer{w: w, data: data, off: DataStart}
+}
 
 // WritePages appends whole pages of data and returns the Run describing
 // them, with Page left for the caller to fill in.
@@ -39,7 +48,7 @@ func (w *Writer) Append(p []byte) (uint64, error) {
 	if len(p) == 0 || len(p)%PageSize != 0 {
 		return 0, fmt.Errorf("writing pages: length %d is not a positive multiple of %d", len(p), PageSize)
 	}
-	if _, err := w.w.WriteAt(p, int64(w.off)); err != nil {
+	if _, err := w.data.WriteAt(p, int64(w.off)); err != nil {
 		return 0, err
 	}
 	off := w.off
@@ -54,10 +63,15 @@ func (w *Writer) Finish(im *Image) (uint64, error) {
 	if len(meta) > MaxMetaLen {
 		return 0, fmt.Errorf("writing metadata: %d bytes is over the limit of %d", len(meta), MaxMetaLen)
 	}
-	if _, err := w.w.WriteAt(meta, int64(w.off)); err != nil {
+	metaOff := w.off
+	if n := len(im.Segments); n > 0 {
+		s := &im.Segments[n-1]
+		metaOff = s.FileOff + s.StoredLen
+	}
+	if _, err := w.w.WriteAt(meta, int64(metaOff)); err != nil {
 		return 0, err
 	}
-	h := Header{Version: FormatVersion, MetaOff: w.off, MetaLen: uint64(len(meta)), MetaCRC: Checksum(meta)}
+	h := Header{Version: FormatVersion, MetaOff: metaOff, MetaLen: uint64(len(meta)), MetaCRC: Checksum(meta)}
 	h.FileSize = h.MetaOff + h.MetaLen
 	if _, err := w.w.WriteAt(h.Encode(), 0); err != nil {
 		return 0, err
@@ -120,6 +134,8 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	         size u64, mode u32, dev u64,
 //	         ino u64, path str, runs (as for areas), epoll count u32,
 //	         then each: fd i32, events u32, data u64; eventfdCount u64
+//	segments count u32, then each Segment: off, rawLen, fileOff,
+//	         storedLen u64, codec u8, crc u32 (format 2 on)
 //
 // A str is a u32 length and that many bytes.
 func EncodeMeta(im *Image) []byte {
@@ -230,6 +246,15 @@ func EncodeMeta(im *Image) []byte {
 			e.u64(t.Data)
 		}
 		e.u64(f.EventfdCount)
+	}
+	e.u32(uint32(len(im.Segments)))
+	for _, s := range im.Segments {
+		e.u64(s.Off)
+		e.u64(s.RawLen)
+		e.u64(s.FileOff)
+		e.u64(s.StoredLen)
+		e.u8(uint8(s.Codec))
+		e.u32(s.CRC)
 	}
 	return e.b
 }

@@ -14,6 +14,8 @@ import (
 func FuzzImageReader(f *testing.F) {
 	_, b := sample(f)
 	f.Add(b)
+	_, b = sampleStored(f, true)
+	f.Add(b)
 	seeds, _ := filepath.Glob("testdata/*.ckpt")
 	for _, s := range seeds {
 		if b, err := os.ReadFile(s); err == nil {
@@ -39,6 +41,8 @@ func FuzzImageReader(f *testing.F) {
 // FuzzDecodeMeta goes straight at the metadata decoder, past the checksums.
 func FuzzDecodeMeta(f *testing.F) {
 	im, _ := sample(f)
+	f.Add(EncodeMeta(im))
+	im, _ = sampleStored(f, true)
 	f.Add(EncodeMeta(im))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		im, err := DecodeMeta(b)

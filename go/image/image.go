@@ -8,14 +8,16 @@
 //	    0  magic      [8]byte  "\x89CKPT\r\n\x1a"
 //	    8  version    uint32   FormatVersion
 //	   12  flags      uint32   0 (reserved)
-//	   16  metaOff    uint64   where the metadata starts (page aligned)
+//	   16  metaOff    uint64   where the metadata starts (page aligned
+//	                           unless the data is compressed)
 //	   24  metaLen    uint64   its length, at most MaxMetaLen
 //	   32  fileSize   uint64   metaOff+metaLen: a truncated file is refused
 //	   40  metaCRC    uint32   CRC32C of the metadata
 //	   44  reserved   [16]byte zero
 //	   60  headerCRC  uint32   CRC32C of bytes 0..59
 //	offset 4096   page data: each Run's pages, page aligned, in file order
-//	offset metaOff metadata: Process, Threads, Areas (see encode.go)
+//	offset metaOff metadata: Process, Threads, Areas, Files, Segments
+//	              (see encode.go)
 //
 // The metadata comes last because its size is known only once every page has
 // been written; the header is written last of all, so a file that was cut
@@ -33,6 +35,9 @@ type Image struct {
 	Threads []Thread // Threads[0] is the thread that took the checkpoint
 	Areas   []Area   // sorted by Start, not overlapping
 	Files   []File   // sorted by FD
+	// Segments say where page data is stored when it is compressed
+	// (format 2); without them each run's data is at its FileOff.
+	Segments []Segment
 }
 
 // Process is process-wide state.
@@ -245,6 +250,19 @@ func (im *Image) StoredBytes() uint64 {
 	}
 	for i := range im.Files {
 		n += im.Files[i].StoredBytes()
+	}
+	return n
+}
+
+// FileBytes is the number of bytes the page data takes in the file: less
+// than StoredBytes when it is compressed.
+func (im *Image) FileBytes() uint64 {
+	if len(im.Segments) == 0 {
+		return im.StoredBytes()
+	}
+	var n uint64
+	for _, s := range im.Segments {
+		n += s.StoredLen
 	}
 	return n
 }

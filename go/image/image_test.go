@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 )
 
-// memFile is an in-memory io.WriterAt and io.ReaderAt.
-type memFile struct{ b []byte }
+// memFile is an in-memory io.WriterAt and io.ReaderAt; writes may come
+// from several goroutines (Unpack).
+type memFile struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if end := int(off) + len(p); end > len(m.b) {
 		m.b = append(m.b, make([]byte, end-len(m.b))...)
 	}
@@ -22,9 +29,33 @@ func (m *memFile) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(m.b).ReadAt(p, off)
 }
 
+// segFile stores each Append as one segment, zstd-compressed where that
+// makes it smaller, as go/dump does with --compress.
+type segFile struct {
+	f    *memFile
+	segs []Segment
+	next uint64
+}
+
+func (z *segFile) WriteAt(p []byte, off int64) (int, error) {
+	stored, codec := p, CodecNone
+	if c, ok := Compress(nil, p); ok {
+		stored, codec = c, CodecZstd
+	}
+	z.f.WriteAt(stored, int64(z.next))
+	z.segs = append(z.segs, Segment{Off: uint64(off), RawLen: uint64(len(p)), FileOff: z.next,
+		StoredLen: uint64(len(stored)), Codec: codec, CRC: Checksum(stored)})
+	z.next += uint64(len(stored))
+	return len(p), nil
+}
+
 // sample writes a small but complete image: three areas, one of them with
 // two runs, one a vDSO.
-func sample(t testing.TB) (*Image, []byte) {
+func sample(t testing.TB) (*Image, []byte) { return sampleStored(t, false) }
+
+// sampleStored writes the sample image, its data compressed or not; one
+// of its pages does not compress.
+func sampleStored(t testing.TB, compress bool) (*Image, []byte) {
 	im := &Image{
 		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12, Created: 1,
 			Kernel: "6.18", Exe: "/bin/prog", Name: "prog", Brk: 0x602000,
@@ -48,11 +79,22 @@ func sample(t testing.TB) (*Image, []byte) {
 	im.Process.Timers = []PosixTimer{{ID: 3, Clock: 1, Signal: 10, ValueNsec: 5000, Value: 0xdead}}
 	f := &memFile{}
 	w := NewWriter(f)
+	z := &segFile{f: f, next: DataStart}
+	if compress {
+		w = NewSegmentWriter(f, z)
+	}
 	page := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*PageSize) }
+	noise := make([]byte, PageSize) // xorshift: does not compress
+	for i, x := 0, uint32(2463534242); i < len(noise); i++ {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		noise[i] = byte(x)
+	}
 	for _, x := range []struct {
 		area, page int
 		data       []byte
-	}{{0, 0, page(1, 2)}, {0, 3, page(2, 1)}, {1, 0, page(3, 1)}} {
+	}{{0, 0, page(1, 2)}, {0, 3, noise}, {1, 0, page(3, 1)}} {
 		r, err := w.WritePages(x.data)
 		if err != nil {
 			t.Fatal(err)
@@ -66,6 +108,7 @@ func sample(t testing.TB) (*Image, []byte) {
 	}
 	r.Page = 1
 	im.Files[1].Runs = []Run{r}
+	im.Segments = z.segs
 	if _, err := w.Finish(im); err != nil {
 		t.Fatal(err)
 	}
@@ -194,5 +237,141 @@ func TestDecodeMetaBounds(t *testing.T) {
 	e.u32(0xffffffff)
 	if _, err := DecodeMeta(e.b); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("DecodeMeta with a huge count: got %v, wanted %v", err, ErrCorrupt)
+	}
+}
+
+func TestCompressedRoundTrip(t *testing.T) {
+	want, b := sampleStored(t, true)
+	_, plain := sample(t)
+	got, h, err := Read(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("decoded image differs:\ngot  %+v\nwant %+v", got, want)
+	}
+	codecs := map[Codec]int{}
+	for _, s := range got.Segments {
+		codecs[s.Codec]++
+	}
+	if codecs[CodecZstd] == 0 || codecs[CodecNone] == 0 {
+		t.Errorf("segments by codec: %v; wanted both compressed and stored ones", codecs)
+	}
+	if len(b) >= len(plain) {
+		t.Errorf("compressed image is %d bytes, the plain one %d", len(b), len(plain))
+	}
+	if err := VerifyData(bytes.NewReader(b), got, nil); err != nil {
+		t.Errorf("VerifyData: %v", err)
+	}
+	// Unpacked, the data sits where the plain image stores it.
+	out := &memFile{}
+	if err := Unpack(bytes.NewReader(b), got, out, nil); err != nil {
+		t.Fatalf("Unpack: %v", err)
+	}
+	plainIm, ph, err := Read(bytes.NewReader(plain), int64(len(plain)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.b[DataStart:], plain[DataStart:ph.MetaOff]) {
+		t.Errorf("unpacked data differs from the plain image's")
+	}
+	if fmt.Sprintf("%+v", plainIm.Areas) != fmt.Sprintf("%+v", got.Areas) {
+		t.Errorf("runs differ between the plain and the compressed image")
+	}
+	if h.MetaOff >= ph.MetaOff {
+		t.Errorf("compressed data ends at %#x, the plain image's at %#x", h.MetaOff, ph.MetaOff)
+	}
+}
+
+func TestCompressedDamage(t *testing.T) {
+	_, good := sampleStored(t, true)
+	im, h, err := Read(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range im.Segments {
+		for _, at := range []uint64{0, s.StoredLen / 2, s.StoredLen - 1} {
+			b := append([]byte(nil), good...)
+			b[s.FileOff+at] ^= 0x10
+			if err := VerifyData(bytes.NewReader(b), im, nil); !errors.Is(err, ErrChecksum) {
+				t.Errorf("segment %d (%s) damaged at byte %d: VerifyData got %v, wanted %v", i, s.Codec, at, err, ErrChecksum)
+			}
+		}
+	}
+	// A segment whose stored CRC matches damaged bytes still fails: the
+	// runs' CRCs are of the data itself.
+	for i, s := range im.Segments {
+		if s.Codec != CodecNone {
+			continue
+		}
+		b := append([]byte(nil), good...)
+		b[s.FileOff+7] ^= 1
+		bad := *im
+		bad.Segments = append([]Segment(nil), im.Segments...)
+		bad.Segments[i].CRC = Checksum(b[s.FileOff : s.FileOff+s.StoredLen])
+		if err := VerifyData(bytes.NewReader(b), &bad, nil); !errors.Is(err, ErrChecksum) {
+			t.Errorf("segment %d with a matching CRC over damaged data: got %v, wanted %v", i, err, ErrChecksum)
+		}
+	}
+	for _, test := range []struct {
+		desc   string
+		change func(*Image)
+	}{
+		{"gap", func(im *Image) { im.Segments[1].Off += PageSize }},
+		{"file gap", func(im *Image) { im.Segments[1].FileOff++ }},
+		{"stored grows", func(im *Image) { im.Segments[0].StoredLen = im.Segments[0].RawLen + 1 }},
+		{"raw stored short", func(im *Image) {
+			for i := range im.Segments {
+				if im.Segments[i].Codec == CodecNone {
+					im.Segments[i].StoredLen--
+				}
+			}
+		}},
+		{"unknown codec", func(im *Image) { im.Segments[0].Codec = 9 }},
+		{"huge", func(im *Image) { im.Segments[0].RawLen = MaxSegmentLen + PageSize }},
+		{"one segment short", func(im *Image) { im.Segments = im.Segments[:len(im.Segments)-1] }},
+		{"run spans two", func(im *Image) {
+			s := im.Segments
+			s[1].Off -= PageSize
+			s[1].RawLen += PageSize
+			s[0].RawLen -= PageSize
+		}},
+	} {
+		t.Run(test.desc, func(t *testing.T) {
+			bad := *im
+			bad.Segments = append([]Segment(nil), im.Segments...)
+			test.change(&bad)
+			if err := bad.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Validate: got %v, wanted %v", err, ErrCorrupt)
+			}
+		})
+	}
+}
+
+// A format 1 image (no segments section) still reads.
+func TestReadsVersion1(t *testing.T) {
+	want, b := sample(t)
+	h, err := DecodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := b[h.MetaOff : h.MetaOff+h.MetaLen-4] // without the segment count
+	h.Version, h.MetaLen, h.MetaCRC = 1, uint64(len(meta)), Checksum(meta)
+	h.FileSize = h.MetaOff + h.MetaLen
+	old := append(append(h.Encode(), b[HeaderSize:h.MetaOff]...), meta...)
+	got, gh, err := Read(bytes.NewReader(old), int64(len(old)))
+	if err != nil {
+		t.Fatalf("Read of a format 1 image: %v", err)
+	}
+	if gh.Version != 1 || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("format 1 image read as version %d:\ngot  %+v\nwant %+v", gh.Version, got, want)
+	}
+	if err := VerifyData(bytes.NewReader(old), got, nil); err != nil {
+		t.Errorf("VerifyData: %v", err)
+	}
+	h.Version = FormatVersion + 1
+	newer := append(h.Encode(), old[HeaderSize:]...)
+	if _, _, err := Read(bytes.NewReader(newer), int64(len(newer))); !errors.Is(err, ErrVersion) {
+		t.Errorf("Read of a newer format: got %v, wanted %v", err, ErrVersion)
 	}
 }

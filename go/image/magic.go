@@ -7,9 +7,14 @@ package image
 // text-mode transfers and 7-bit channels corrupt it visibly.
 const Magic = "\x89CKPT\r\n\x1a"
 
-// FormatVersion is the image format version this code reads and writes.
-// History: 1 (2026-11): first format.
-const FormatVersion = 1
+// FormatVersion is the image format version this code writes; it reads
+// every version from OldestVersion on.
+// History: 1 (2026-11): first format.  2 (2026-11): segments (compressed
+// page data) after the files in the metadata.
+const (
+	FormatVersion = 2
+	OldestVersion = 1
+)
 
 const (
 	// HeaderSize is the encoded header; DataStart is where page data begins.
@@ -34,6 +39,11 @@ const (
 	MaxFiles    = 1 << 20
 	MaxTimers   = 1 << 16
 	MaxFD       = 1<<30 - 1
+	MaxSegments = 1 << 26
+
+	// MaxSegmentLen bounds a segment's page data: what a reader
+	// decompresses into memory at once, per CPU.
+	MaxSegmentLen = 16 << 20
 )
 
 // File state bits in the metadata.

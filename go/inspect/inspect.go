@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/ckpt/ckpt/go/image"
@@ -51,6 +53,10 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 		}
 		fmt.Fprintf(w, "fd %-4d  %-9s flags %#o offset %d size %d %s%s\n", f.FD, f.Kind, f.Flags, f.Offset, f.Size, f.Path, note)
 	}
+	if n := len(im.Segments); n > 0 {
+		fmt.Fprintf(w, "data:     %d bytes in %d segments hold %d bytes of pages (%s, %.1f%%)\n",
+			im.FileBytes(), n, im.StoredBytes(), compression(im), 100*float64(im.FileBytes())/float64(im.StoredBytes()))
+	}
 	fmt.Fprintf(w, "areas:    %d, %d bytes of page data stored, all checksums verified\n", len(im.Areas), storedBytes(im))
 	for i := range im.Areas {
 		a := &im.Areas[i]
@@ -60,6 +66,23 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 }
 
 var itimerNames = [...]string{"real", "virtual", "prof"}
+
+// compression names the codecs the image's data is stored with.
+func compression(im *image.Image) string {
+	if len(im.Segments) == 0 {
+		return "none"
+	}
+	var names []string
+	seen := map[image.Codec]bool{}
+	for _, s := range im.Segments {
+		if !seen[s.Codec] {
+			seen[s.Codec] = true
+			names = append(names, s.Codec.String())
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, "+")
+}
 
 func storedBytes(im *image.Image) uint64 {
 	var n uint64
@@ -87,6 +110,10 @@ type Document struct {
 	Threads     []Thread `json:"threads"`
 	Files       []File   `json:"files"`
 	Areas       []Area   `json:"areas"`
+	// Compression is "none", or the codecs of the segments ("none+zstd":
+	// chunks that did not shrink are stored as they are).
+	Compression string `json:"compression"`
+	FileBytes   uint64 `json:"file_bytes"`
 }
 
 // Thread is one thread in the JSON form.
@@ -128,7 +155,8 @@ func JSON(w io.Writer, path string, im *image.Image, h *image.Header) error {
 		Program: p.Name, Exe: p.Exe, PID: p.PID, Signal: p.Signal,
 		Created: time.Unix(0, p.Created).UTC().Format(time.RFC3339Nano), Kernel: p.Kernel,
 		Cwd: p.Cwd, Umask: p.Umask, Brk: fmt.Sprintf("%#x", p.Brk),
-		Threads: []Thread{}, Files: []File{}, Areas: []Area{}}
+		Threads: []Thread{}, Files: []File{}, Areas: []Area{},
+		Compression: compression(im), FileBytes: im.FileBytes()}
 	for _, t := range im.Threads {
 		d.Threads = append(d.Threads, Thread{TID: t.TID, Name: t.Name, Coordinator: t.Flags&image.ThreadCoordinator != 0})
 	}

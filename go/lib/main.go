@@ -35,6 +35,7 @@ type config struct {
 	dir   string // CKPT_DIR, default the starting directory; absolute
 	quiet bool   // CKPT_QUIET=1
 	save  bool   // CKPT_SAVE_FILES=1: store small open files' contents
+	zstd  bool   // CKPT_COMPRESS=1: compress every image
 	name  string // program name for image file names
 }
 
@@ -52,7 +53,8 @@ func init() {
 		return
 	}
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
-		save: os.Getenv("CKPT_SAVE_FILES") == "1", name: programName()}
+		save: os.Getenv("CKPT_SAVE_FILES") == "1", zstd: os.Getenv("CKPT_COMPRESS") == "1",
+		name: programName()}
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
 	if wd := C.GoString(&C.ckpt_start_cwd[0]); wd != "" && !filepath.IsAbs(cfg.dir) {
@@ -98,13 +100,13 @@ func coordinate(fd int, cfg *config) {
 			// This process was just restored from an image; the
 			// snapshot was taken before it.
 		default:
-			checkpoint(child, cfg)
+			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
 		C.ckpt_finish()
 	}
 }
 
-func checkpoint(child int, cfg *config) {
+func checkpoint(child int, cfg *config, compress bool) {
 	defer reap(child)
 	st, err := readState(child)
 	if err != nil {
@@ -116,7 +118,7 @@ func checkpoint(child int, cfg *config) {
 			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
-		SaveFiles: cfg.save}
+		SaveFiles: cfg.save, Compress: compress}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))
@@ -131,8 +133,12 @@ func checkpoint(child int, cfg *config) {
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	ms := float64(now.Nano()-st.captureNS) / 1e6
 	pause := float64(st.pauseNS) / 1e6
-	logf(cfg, "ckpt: wrote %s (%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
-		req.Path, sizeString(res.Size), len(st.threads), pause, ms)
+	how := ""
+	if compress {
+		how = " zstd"
+	}
+	logf(cfg, "ckpt: wrote %s (%s%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
+		req.Path, sizeString(res.Size), how, len(st.threads), pause, ms)
 }
 
 // reap kills and collects the snapshot child.  Its exit signal is 0, so only

@@ -76,7 +76,12 @@ func (o *Options) warn(msg string) {
 // Load opens, decodes and fully verifies the image at path.  The returned
 // descriptor is open on the image.  An image must belong to the invoking
 // user (it will run as them) unless o.Force is set.
-func Load(path string, o *Options) (*image.Image, int, error) {
+func Load(path string, o *Options) (*image.Image, int, error) { return load(path, o, false) }
+
+// load is Load; with unpack, the descriptor it returns holds every run's
+// data at the run's FileOff as it is: the image itself, or for a compressed
+// image a memory file it is decompressed into.
+func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, bad("%w", err)
@@ -95,19 +100,56 @@ func Load(path string, o *Options) (*image.Image, int, error) {
 		return nil, -1, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
 	}
 	im, _, err := image.Read(fdReader(fd), st.Size)
-	if err == nil {
-		var progress func(uint64)
-		if o.Progress != nil {
-			total := im.StoredBytes()
-			progress = func(done uint64) { o.Progress(done, total) }
-		}
-		err = image.VerifyData(fdReader(fd), im, progress)
-	}
 	if err != nil {
 		unix.Close(fd)
 		return nil, -1, bad("%w", err)
 	}
-	return im, fd, nil
+	var progress func(uint64)
+	if o.Progress != nil {
+		total := im.StoredBytes()
+		progress = func(done uint64) { o.Progress(done, total) }
+	}
+	if !unpack || len(im.Segments) == 0 {
+		if err := image.VerifyData(fdReader(fd), im, progress); err != nil {
+			unix.Close(fd)
+			return nil, -1, bad("%w", err)
+		}
+		return im, fd, nil
+	}
+	defer unix.Close(fd)
+	data, err := memfd("ckpt-restore-data", unix.MFD_CLOEXEC, nil)
+	if err != nil {
+		return nil, -1, err
+	}
+	if err := image.Unpack(fdReader(fd), im, fdWriter(data), progress); err != nil {
+		unix.Close(data)
+		if errors.Is(err, errUnpack) {
+			return nil, -1, err
+		}
+		return nil, -1, bad("%w", err)
+	}
+	return im, data, nil
+}
+
+// errUnpack marks a failure to write the memory file a compressed image is
+// unpacked into (out of memory, say), which is not the image's fault.
+var errUnpack = errors.New("unpacking the image into memory")
+
+// fdWriter is an io.WriterAt on a raw descriptor.
+type fdWriter int
+
+func (w fdWriter) WriteAt(p []byte, off int64) (int, error) {
+	for done := 0; done < len(p); {
+		n, err := unix.Pwrite(int(w), p[done:], off+int64(done))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("%w: %w", errUnpack, err)
+		}
+		done += n
+	}
+	return len(p), nil
 }
 
 // Verify checks everything Run would check, without starting anything.
@@ -169,7 +211,7 @@ func checkHost(im *image.Image) error {
 // receives to the stub, and returns the program's exit status (128+N if a
 // signal N killed it).
 func Run(path string, o *Options) (int, error) {
-	im, fd, err := Load(path, o)
+	im, fd, err := load(path, o, true)
 	if err != nil {
 		return 0, err
 	}

@@ -2,7 +2,9 @@
  * and checks a checksum of all of it every tick, changing one word in every
  * 64th page between ticks.  Half of the pages are left zero to exercise
  * zero-page skipping, unless argv[3] is "full"; with "sparse" they are
- * never touched.  argv[4] "mark" sets tick_mark (ticker.h) for tools/bench. */
+ * never touched; with "text" every page holds data that compresses about
+ * 2:1 (5 random bits per byte).  argv[4] "mark" sets tick_mark (ticker.h)
+ * for tools/bench. */
 #include <stdint.h>
 #include <string.h>
 #include "tests/progs/ticker.h"
@@ -54,8 +56,11 @@ int main(int argc, char **argv)
 	 * touched at all. */
 	int full = argc > 3 && strcmp(argv[3], "full") == 0;
 	int sparse = argc > 3 && strcmp(argv[3], "sparse") == 0;
+	int text = argc > 3 && strcmp(argv[3], "text") == 0;
 	for (size_t i = 0; i < words; i++) {
-		if (full || (i / 512) % 2 == 0)
+		if (text)
+			heap[i] = (mix(i + 1) & 0x1f1f1f1f1f1f1f1fULL) | 0x4040404040404040ULL;
+		else if (full || (i / 512) % 2 == 0)
 			heap[i] = mix(i + 1);
 		else if (!sparse)
 			heap[i] = 0;

@@ -1,7 +1,8 @@
 // Command bench measures checkpoint and restart of tests/progs/bigheap
 // against this machine's own baselines, and prints a table.
 //
-//	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse] [--dir DIR]
+//	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse]
+//	    [--zmodes full,text] [--dir DIR]
 //
 // It first prints what the library costs a program that never checkpoints
 // (--sizes "" prints only that).
@@ -15,6 +16,11 @@
 // DIR: one read of the image from the page cache ("read") and a memory copy
 // of the image's size into fresh memory ("copy", the floor of a restore
 // that copies).
+//
+// A second table does the same with compressed images (CKPT_COMPRESS=1) for
+// the modes in --zmodes ("text": pages that compress about 2:1), against
+// gzip -6 of the uncompressed image of the same size and mode (DMTCP
+// compresses its images with gzip at its default level, in one stream).
 package main
 
 import (
@@ -25,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +41,7 @@ import (
 func main() {
 	sizes := flag.String("sizes", "64,512,2048", "heap sizes in MiB")
 	modes := flag.String("modes", "full,halfzero,sparse", "full: all pages random; halfzero: half zero; sparse: half never touched")
+	zmodes := flag.String("zmodes", "full,text", "modes to measure compressed too (text: compresses 2:1)")
 	dir := flag.String("dir", os.TempDir(), "where images and baseline files go")
 	flag.Parse()
 	root, err := runfiles()
@@ -51,13 +59,34 @@ func main() {
 	if *sizes == "" {
 		return
 	}
+	var zrows []string
 	for _, s := range strings.Split(*sizes, ",") {
-		for _, m := range strings.Split(*modes, ",") {
-			if err := one(root, *dir, s, m); err != nil {
+		ms := strings.Split(*modes, ",")
+		for _, m := range strings.Split(*zmodes, ",") {
+			if m != "" && !slices.Contains(ms, m) {
+				ms = append(ms, m)
+			}
+		}
+		for _, m := range ms {
+			z := slices.Contains(strings.Split(*zmodes, ","), m)
+			zrow, err := one(root, *dir, s, m, slices.Contains(strings.Split(*modes, ","), m), z)
+			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench: %s MiB %s: %v\n", s, m, err)
 				os.Exit(1)
 			}
+			if z {
+				zrows = append(zrows, zrow)
+			}
 		}
+	}
+	if len(zrows) == 0 {
+		return
+	}
+	fmt.Printf("\ncompressed (zstd, every CPU) against gzip -6 of the uncompressed image:\n")
+	fmt.Printf("%-6s %-8s %8s %7s %9s %6s %9s %7s %7s %7s\n",
+		"MiB", "mode", "pause ms", "ckpt s", "image MiB", "gzip s", "gzip MiB", "gzip/ck", "run s", "run/raw")
+	for _, r := range zrows {
+		fmt.Print(r)
 	}
 }
 
@@ -74,59 +103,105 @@ func runfiles() (string, error) {
 
 var report = regexp.MustCompile(`ckpt: wrote (\S+) \(.*paused ([0-9.]+) ms, ([0-9.]+) ms in all\)`)
 
-func one(root, dir, size, mode string) error {
+// one measures one size and mode: a table row if plain, and the row of the
+// compressed table it returns if zstd.
+func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	work, err := os.MkdirTemp(dir, "bench")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.RemoveAll(work)
+	ck, err := checkpoint(root, work, size, mode)
+	if err != nil {
+		return "", err
+	}
+	run, err := restartTime(root, ck.image)
+	if err != nil {
+		return "", err
+	}
+	if plain {
+		dd, err := writeBaseline(filepath.Join(work, "dd"), ck.size)
+		if err != nil {
+			return "", err
+		}
+		read, err := readBaseline(ck.image)
+		if err != nil {
+			return "", err
+		}
+		cp := copyBaseline(ck.size)
+		fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %6.3f %8.2f\n",
+			size, mode, ck.pause, ck.total, dd.Seconds(), ck.total/dd.Seconds(), mib(ck.size),
+			run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), cp.Seconds(), run.Seconds()/cp.Seconds())
+	}
+	if !zstd {
+		return "", nil
+	}
+	plainImage := filepath.Join(work, "plain.ckpt")
+	if err := os.Rename(ck.image, plainImage); err != nil {
+		return "", err
+	}
+	zk, err := checkpoint(root, work, size, mode, "CKPT_COMPRESS=1")
+	if err != nil {
+		return "", err
+	}
+	zrun, err := restartTime(root, zk.image)
+	if err != nil {
+		return "", err
+	}
+	gz, gzSize, err := gzipBaseline(plainImage, filepath.Join(work, "gz"))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%-6s %-8s %8.1f %7.2f %9.1f %6.2f %9.1f %7.1f %7.3f %7.2f\n",
+		size, mode, zk.pause, zk.total, mib(zk.size), gz.Seconds(), mib(gzSize), gz.Seconds()/zk.total,
+		zrun.Seconds(), zrun.Seconds()/run.Seconds()), nil
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// checkpointed is what one checkpoint of bigheap gave.
+type checkpointed struct {
+	image        string
+	size         int64
+	pause, total float64 // ms, s
+}
+
+// checkpoint runs bigheap with env added, checkpoints it once and kills it.
+func checkpoint(root, work, size, mode string, env ...string) (checkpointed, error) {
+	var ck checkpointed
 	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), "1000", size, mode, "mark")
-	prog.Env = append(os.Environ(), "LD_PRELOAD="+filepath.Join(root, "libckpt.so"), "CKPT_DIR="+work)
+	prog.Env = append(append(os.Environ(), "LD_PRELOAD="+filepath.Join(root, "libckpt.so"), "CKPT_DIR="+work), env...)
 	out, _ := prog.StdoutPipe()
 	errs, _ := prog.StderrPipe()
 	if err := prog.Start(); err != nil {
-		return err
+		return ck, err
 	}
-	defer prog.Process.Kill()
+	defer func() {
+		prog.Process.Kill()
+		prog.Wait()
+	}()
 	if err := ticked(bufio.NewReader(out)); err != nil {
-		return fmt.Errorf("the program did not start: %w", err)
+		return ck, fmt.Errorf("the program did not start: %w", err)
 	}
 	prog.Process.Signal(syscall.SIGUSR2)
 	line, err := bufio.NewReader(errs).ReadString('\n')
 	if err != nil {
-		return err
+		return ck, err
 	}
 	m := report.FindStringSubmatch(line)
 	if m == nil {
-		return fmt.Errorf("unexpected report %q", line)
+		return ck, fmt.Errorf("unexpected report %q", line)
 	}
-	prog.Process.Kill()
-	prog.Wait()
-	image := m[1]
-	pause, _ := strconv.ParseFloat(m[2], 64)
-	total, _ := strconv.ParseFloat(m[3], 64)
-	fi, err := os.Stat(image)
+	ck.image = m[1]
+	ck.pause, _ = strconv.ParseFloat(m[2], 64)
+	ms, _ := strconv.ParseFloat(m[3], 64)
+	ck.total = ms / 1000
+	fi, err := os.Stat(ck.image)
 	if err != nil {
-		return err
+		return ck, err
 	}
-
-	run, err := restartTime(root, image)
-	if err != nil {
-		return err
-	}
-	dd, err := writeBaseline(filepath.Join(work, "dd"), fi.Size())
-	if err != nil {
-		return err
-	}
-	read, err := readBaseline(image)
-	if err != nil {
-		return err
-	}
-	cp := copyBaseline(fi.Size())
-	fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %6.3f %8.2f\n",
-		size, mode, pause, total/1000, dd.Seconds(), total/1000/dd.Seconds(), float64(fi.Size())/(1<<20),
-		run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), cp.Seconds(), run.Seconds()/cp.Seconds())
-	return nil
+	ck.size = fi.Size()
+	return ck, nil
 }
 
 // restartTime restarts image and returns the time until the program runs
@@ -247,6 +322,28 @@ func writeBaseline(path string, n int64) (time.Duration, error) {
 	}
 	f.Close()
 	return time.Since(start), nil
+}
+
+// gzipBaseline compresses the file at path with gzip -6 into out, and
+// returns the time and the compressed size.
+func gzipBaseline(path, out string) (time.Duration, int64, error) {
+	f, err := os.Create(out)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	cmd := exec.Command("gzip", "-6", "-c", path)
+	cmd.Stdout = f
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return 0, 0, fmt.Errorf("gzip: %w", err)
+	}
+	took := time.Since(start)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	return took, fi.Size(), nil
 }
 
 // readBaseline reads the whole file once (after restart, it is in the page cache).

@@ -1,8 +1,8 @@
 // Command ckpt is the user's tool: it runs programs under libckpt.so,
 // checkpoints them, restarts and inspects their images.
 //
-//	ckpt run [--dir D] [--interval DUR] [--signal SIG] [--keep N] -- PROG ARGS...
-//	ckpt checkpoint [--wait] [--kill] PID
+//	ckpt run [--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] -- PROG ARGS...
+//	ckpt checkpoint [--wait] [--kill] [--compress] PID
 //	ckpt restart [--pid-file F] [--force] (IMAGE | --dir D)
 //	ckpt inspect [--json] IMAGE
 //	ckpt verify IMAGE

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,10 +108,15 @@ func identity(path string) (ino uint64, ok bool) {
 	return st.Ino, true
 }
 
-// checkpoint triggers t and, if wait, waits until a new image is in place.
-func (t *target) checkpoint(wait bool, timeout time.Duration) error {
+// Options a checkpoint request carries as the queued signal's value:
+// CK_REQ_* in cc_shim/shim.h.
+const reqCompress = 2
+
+// checkpoint triggers t, with options (req* bits) if any, and, if wait,
+// waits until a new image is in place.
+func (t *target) checkpoint(options int32, wait bool, timeout time.Duration) error {
 	before, had := identity(t.image)
-	if err := syscall.Kill(t.pid, t.signal); err != nil {
+	if err := sigqueue(t.pid, t.signal, options); err != nil {
 		return fmt.Errorf("signalling process %d: %w", t.pid, err)
 	}
 	if !wait {
@@ -126,4 +133,22 @@ func (t *target) checkpoint(wait bool, timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("no new image %q after %v (see the program's stderr)", t.image, timeout)
+}
+
+// sigqueue sends sig to pid with value, as sigqueue(3) does: the library's
+// handler reads the value (si_code SI_QUEUE) as the checkpoint's options.
+func sigqueue(pid int, sig syscall.Signal, value int32) error {
+	var info [128]byte // siginfo_t for SI_QUEUE: signo, errno, code, pad, pid, uid, value
+	le := binary.LittleEndian
+	le.PutUint32(info[0:], uint32(sig))
+	le.PutUint32(info[8:], uint32(0xffffffff)) // SI_QUEUE (-1)
+	le.PutUint32(info[16:], uint32(os.Getpid()))
+	le.PutUint32(info[20:], uint32(os.Getuid()))
+	le.PutUint32(info[24:], uint32(value))
+	_, _, errno := syscall.Syscall(unix.SYS_RT_SIGQUEUEINFO, uintptr(pid), uintptr(sig),
+		uintptr(unsafe.Pointer(&info[0])))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

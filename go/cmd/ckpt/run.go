@@ -13,11 +13,12 @@ import (
 )
 
 func runCmd(args []string) (int, error) {
-	fs := newFlags("run", "[--dir D] [--interval DUR] [--signal SIG] [--keep N] -- PROG ARGS...",
+	fs := newFlags("run", "[--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] -- PROG ARGS...",
 		`Runs PROG with libckpt.so preloaded (found in $CKPT_LIB, next to this
 binary, or in its Bazel runfiles).  Images go to D as PROG.PID.ckpt.  With
 --interval, checkpoints every DUR (like dmtcp_launch -i); with --keep N, the
 N-1 images before the newest stay as PROG.PID.ckpt.1 (newest) and up.
+With --compress, every image is zstd-compressed (CKPT_COMPRESS=1).
 Signals sent to ckpt run reach PROG; the exit status is PROG's.
 
 Examples:
@@ -27,6 +28,7 @@ Examples:
 	interval := fs.Duration("interval", 0, "checkpoint every DUR (0: only on request)")
 	sigName := fs.String("signal", "USR2", "the trigger signal")
 	keep := fs.Int("keep", 1, "images to keep: the newest and N-1 older ones")
+	compress := fs.Bool("compress", false, "compress every image (zstd)")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
@@ -61,6 +63,9 @@ Examples:
 	}
 	cmd.Env = append(os.Environ(), "LD_PRELOAD="+preload, "CKPT_DIR="+absDir,
 		"CKPT_SIGNAL="+strconv.Itoa(int(sig)))
+	if *compress {
+		cmd.Env = append(cmd.Env, "CKPT_COMPRESS=1")
+	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	if err := cmd.Start(); err != nil {
@@ -101,7 +106,7 @@ func periodic(t *target, interval time.Duration, keep int) {
 		if err := rotate(t.image, keep); err != nil {
 			fmt.Fprintf(os.Stderr, "ckpt run: keeping older images: %v\n", err)
 		}
-		if err := t.checkpoint(true, max(10*interval, time.Minute)); err != nil {
+		if err := t.checkpoint(0, true, max(10*interval, time.Minute)); err != nil {
 			if syscall.Kill(t.pid, 0) != nil {
 				return
 			}
