@@ -34,11 +34,22 @@ type Request struct {
 	// Compress stores page data zstd-compressed, on as many goroutines
 	// as GOMAXPROCS allows (CKPT_COMPRESS).
 	Compress bool
+	// ID is the new image's ID.
+	ID image.ImageID
+	// Track builds a Tracker of the image's pages for the next
+	// checkpoint (CKPT_INCREMENTAL); with Prev, the tracker of the last
+	// image, the image is incremental: it refers to Prev's images for
+	// pages that did not change, and Prev's images must all have names.
+	Track bool
+	Prev  *Tracker
 }
 
 // Result describes a written image.
 type Result struct {
-	Size uint64 // bytes in the image file
+	Size    uint64   // bytes in the image file
+	Tracker *Tracker // with Request.Track
+	Stored  uint64   // bytes of pages this image holds itself
+	Reused  uint64   // bytes of pages it takes from its parents
 }
 
 // chunkPages is how many pages are read, checked and written at a time.
@@ -66,7 +77,7 @@ func Write(r *Request) (res Result, err error) {
 			unix.Unlink(tmp)
 		}
 	}()
-	size, err := writeImage(fd, r)
+	size, err := writeImage(fd, r, &res)
 	if err != nil {
 		return res, fmt.Errorf("writing %q: %w", tmp, err)
 	}
@@ -85,7 +96,8 @@ func Write(r *Request) (res Result, err error) {
 		unix.Fsync(dfd)
 		unix.Close(dfd)
 	}
-	return Result{Size: size}, nil
+	res.Size = size
+	return res, nil
 }
 
 // removeStale deletes temporary files that earlier checkpoints to the same
@@ -118,9 +130,10 @@ type source struct {
 	entries      []byte
 	out          *asyncFile // hands out the buffers pages are read into
 	zero         []byte
+	tr           *tracking // with Request.Track
 }
 
-func writeImage(fd int, r *Request) (size uint64, err error) {
+func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	proc := fmt.Sprintf("/proc/%d", r.Child)
 	mapsText, err := procfs.ReadFile(proc + "/maps")
 	if err != nil {
@@ -138,7 +151,7 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	im := &image.Image{Process: r.Process, Threads: r.Threads, Files: r.Files}
+	im := &image.Image{Process: r.Process, Threads: r.Threads, Files: r.Files, ID: r.ID}
 	p := &im.Process
 	p.Arch, p.PageSize = image.EMX8664, image.PageSize
 	p.MM = image.MMLayout{
@@ -171,6 +184,9 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 	}()
 	src := &source{mem: -1, pagemap: -1, out: out,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
+	if r.Track {
+		src.tr = newTracking(r.Prev, r.ID)
+	}
 	defer src.close()
 	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return 0, fmt.Errorf("opening %s/mem: %w", proc, err)
@@ -203,6 +219,17 @@ func writeImage(fd int, r *Request) (size uint64, err error) {
 	if r.Compress {
 		if im.Segments, err = out.segments(); err != nil {
 			return 0, err
+		}
+	}
+	if src.tr != nil {
+		im.Parents = src.tr.finish(im)
+		res.Tracker = src.tr.next
+	}
+	for _, run := range im.Runs() {
+		if run.Source == 0 {
+			res.Stored += run.Len()
+		} else {
+			res.Reused += run.Len()
 		}
 	}
 	size, err = w.Finish(im)
@@ -343,47 +370,72 @@ func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error
 		return nil
 	}
 	var err error
-	a.Runs, err = appendRuns(w, a.Runs, buf, page, s.zero)
+	a.Runs, err = appendRuns(w, a.Runs, buf, page, s.zero, s.tr, addr)
 	s.out.put(buf)
 	return err
 }
 
 // appendRuns writes the pages of buf that are not all zero, buf's first
-// page being page number first, and appends a Run for each stretch.  The
-// stretches are moved together in buf and written with one write.
-func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zero []byte) ([]image.Run, error) {
-	n := uint64(len(buf)) / image.PageSize
-	page := func(i uint64) []byte { return buf[i*image.PageSize : (i+1)*image.PageSize] }
+// page being page number first (at address addr), and appends a Run for
+// each stretch.  The stretches are moved together in buf and written with
+// one write.  With tr (an incremental checkpoint), pages the last images
+// hold unchanged are not written: their runs point into those images.
+func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zero []byte,
+	tr *tracking, addr uint64) ([]image.Run, error) {
+	const P = image.PageSize
+	n := uint64(len(buf)) / P
 	var kept uint64 // pages moved to the front of buf so far
 	start := len(runs)
-	for i := uint64(0); i < n; {
-		if bytes.Equal(page(i), zero) {
-			i++
+	var fresh []int // tr.next.pages entries whose offsets are relative to this write
+	extend := false // the last run (one of this call's) may grow by the next page
+	for i := uint64(0); i < n; i++ {
+		p := buf[i*P : (i+1)*P]
+		if bytes.Equal(p, zero) {
+			extend = false
 			continue
 		}
-		j := i + 1
-		for j < n && !bytes.Equal(page(j), zero) {
-			j++
+		src, off := uint32(0), kept*P // stored here, at an offset relative to this write
+		if tr != nil {
+			hash, crc, old, ok := tr.lookup(addr+i*P, p)
+			if ok {
+				src, off = old.img+1, old.off
+				tr.record(trackedPage{addr: addr + i*P, hash: hash, off: off, crc: crc, img: old.img})
+			} else {
+				fresh = append(fresh, len(tr.next.pages))
+				tr.record(trackedPage{addr: addr + i*P, hash: hash, off: off, crc: crc, img: tr.self()})
+			}
 		}
-		if kept != i {
-			copy(buf[kept*image.PageSize:], buf[i*image.PageSize:j*image.PageSize])
+		if src == 0 {
+			if kept != i {
+				copy(buf[kept*P:], p)
+			}
+			p = buf[kept*P : (kept+1)*P]
+			kept++
 		}
-		data := buf[kept*image.PageSize : (kept+j-i)*image.PageSize]
-		// FileOff is relative to this write until it is known.
-		runs = append(runs, image.Run{Page: first + i, Pages: j - i, FileOff: kept * image.PageSize,
-			CRC: image.Checksum(data)})
-		kept += j - i
-		i = j
+		if extend {
+			if r := &runs[len(runs)-1]; r.Source == src && r.FileOff+r.Len() == off {
+				r.Pages++
+				r.CRC = image.ChecksumUpdate(r.CRC, p)
+				continue
+			}
+		}
+		runs = append(runs, image.Run{Page: first + i, Pages: 1, FileOff: off, CRC: image.Checksum(p), Source: src})
+		extend = true
 	}
 	if kept == 0 {
 		return runs, nil
 	}
-	off, err := w.Append(buf[:kept*image.PageSize])
+	base, err := w.Append(buf[:kept*P])
 	if err != nil {
 		return runs, err
 	}
 	for k := start; k < len(runs); k++ {
-		runs[k].FileOff += off
+		if runs[k].Source == 0 {
+			runs[k].FileOff += base
+		}
+	}
+	for _, k := range fresh {
+		tr.next.pages[k].off += base
 	}
 	return runs, nil
 }
@@ -418,4 +470,29 @@ func full(op func(int, []byte, int64) (int, error), fd int, b []byte, off int64,
 func readlink(path string) (string, error) {
 	target, err := rawReadlink(path)
 	return strings.TrimSuffix(target, " (deleted)"), err
+}
+
+// ImageID reads the ID of the image at path (its header and metadata).
+func ImageID(path string) (image.ImageID, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return image.ImageID{}, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return image.ImageID{}, err
+	}
+	im, _, err := image.Read(rawReader(fd), st.Size)
+	if err != nil {
+		return image.ImageID{}, err
+	}
+	return im.ID, nil
+}
+
+// rawReader is an io.ReaderAt on a raw descriptor.
+type rawReader int
+
+func (r rawReader) ReadAt(p []byte, off int64) (int, error) {
+	return len(p), preadFull(int(r), p, off)
 }

@@ -39,7 +39,7 @@ func TestAppendRuns(t *testing.T) {
 	if _, err := w.WritePages(make([]byte, P)); err != nil {
 		t.Fatal(err)
 	}
-	runs, err := appendRuns(w, []image.Run{{Page: 99}}, buf, 10, make([]byte, P))
+	runs, err := appendRuns(w, []image.Run{{Page: 99}}, buf, 10, make([]byte, P), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestCompressedChunks(t *testing.T) {
 			binary.LittleEndian.PutUint64(buf[i:], v)
 		}
 		want = append(want, buf...)
-		if area.Runs, err = appendRuns(w, area.Runs, buf, uint64(c*chunkPages), make([]byte, P)); err != nil {
+		if area.Runs, err = appendRuns(w, area.Runs, buf, uint64(c*chunkPages), make([]byte, P), nil, 0); err != nil {
 			t.Fatal(err)
 		}
 		out.put(buf)
@@ -119,7 +119,7 @@ func TestCompressedChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := fdReaderAt(fd)
+	r := rawReader(fd)
 	got, _, err := image.Read(r, int64(size))
 	if err != nil {
 		t.Fatalf("Read: %v", err)
@@ -142,12 +142,6 @@ func TestCompressedChunks(t *testing.T) {
 	if !bytes.Equal(page, want) {
 		t.Errorf("unpacked pages differ from those written")
 	}
-}
-
-type fdReaderAt int
-
-func (f fdReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	return len(p), preadFull(int(f), p, off)
 }
 
 // syncWriter serializes Unpack's writes from several goroutines.

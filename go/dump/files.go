@@ -111,7 +111,7 @@ func (s *source) describeFile(w *image.Writer, proc string, f *image.File, saveF
 		clear(buf[:pageRound(n)])
 		err := preadFull(fd, buf[:n], int64(page*image.PageSize))
 		if err == nil {
-			f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero)
+			f.Runs, err = appendRuns(w, f.Runs, buf[:pageRound(n)], page, s.zero, nil, 0)
 		}
 		s.out.put(buf)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -97,9 +98,10 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 // decoder reads little-endian values from untrusted bytes.  The first
 // failure sticks; later reads return zero values.
 type decoder struct {
-	b   []byte
-	off int
-	err error
+	b       []byte
+	off     int
+	err     error
+	version uint32 // the image format version
 }
 
 func (d *decoder) take(n int) []byte {
@@ -170,8 +172,16 @@ func (d *decoder) runs() []Run {
 	for j := range rs {
 		r := &rs[j]
 		r.Page, r.Pages, r.FileOff, r.CRC = d.u64(), d.u64(), d.u64(), d.u32()
+		if d.version >= 3 {
+			r.Source = d.u32()
+		}
 	}
 	return rs
+}
+
+func (d *decoder) id() (id ImageID) {
+	copy(id[:], d.take(len(id)))
+	return id
 }
 
 // DecodeMeta decodes the metadata section written by EncodeMeta.  It checks
@@ -180,7 +190,7 @@ func DecodeMeta(b []byte) (*Image, error) { return decodeMeta(b, FormatVersion) 
 
 // decodeMeta decodes the metadata of an image of the given format version.
 func decodeMeta(b []byte, version uint32) (*Image, error) {
-	d := &decoder{b: b}
+	d := &decoder{b: b, version: version}
 	im := &Image{}
 	p := &im.Process
 	p.Arch = d.u32()
@@ -292,6 +302,14 @@ func decodeMeta(b []byte, version uint32) (*Image, error) {
 			s.CRC = d.u32()
 		}
 	}
+	if version >= 3 {
+		im.ID = d.id()
+		im.Parents = make([]Parent, d.count("parents", MaxParents, 16+4))
+		for i := range im.Parents {
+			im.Parents[i].ID = d.id()
+			im.Parents[i].Name = d.str()
+		}
+	}
 	if d.err == nil && d.off != len(b) {
 		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
 	}
@@ -308,6 +326,9 @@ func decodeMeta(b []byte, version uint32) (*Image, error) {
 func (im *Image) Validate(metaOff uint64) error {
 	dataEnd, err := checkSegments(im.Segments, metaOff)
 	if err != nil {
+		return err
+	}
+	if err := im.checkParents(); err != nil {
 		return err
 	}
 	p := &im.Process
@@ -355,7 +376,7 @@ func (im *Image) Validate(metaOff uint64) error {
 		if a.Kind.Special() && len(a.Runs) != 0 {
 			return corrupt("area %d (%s) carries data", i, a.Kind)
 		}
-		if err := checkRuns(a.Runs, a.Pages(), &nextFile, dataEnd); err != nil {
+		if err := im.checkRuns(a.Runs, a.Pages(), &nextFile, dataEnd); err != nil {
 			return corrupt("area %d: %v", i, err)
 		}
 	}
@@ -379,7 +400,7 @@ func (im *Image) Validate(metaOff uint64) error {
 		if f.Size > MaxUserAddr {
 			return corrupt("descriptor %d has size %d", f.FD, f.Size)
 		}
-		if err := checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, &nextFile, dataEnd); err != nil {
+		if err := im.checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, &nextFile, dataEnd); err != nil {
 			return corrupt("descriptor %d: %v", f.FD, err)
 		}
 	}
@@ -387,6 +408,20 @@ func (im *Image) Validate(metaOff uint64) error {
 		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)
 	}
 	return im.checkRunsInSegments()
+}
+
+// checkParents checks the parents' names (plain file names: parents sit in
+// the image's directory) and IDs (set, and each image's own).
+func (im *Image) checkParents() error {
+	ids := map[ImageID]bool{im.ID: true}
+	for i, p := range im.Parents {
+		if p.Name == "" || p.Name == "." || p.Name == ".." || strings.ContainsAny(p.Name, "/\x00") ||
+			p.ID == (ImageID{}) || ids[p.ID] {
+			return corrupt("parent %d (%q) is malformed or repeated", i+1, p.Name)
+		}
+		ids[p.ID] = true
+	}
+	return nil
 }
 
 // checkSegments checks that segments store the data offsets from
@@ -420,7 +455,7 @@ func (im *Image) checkRunsInSegments() error {
 		return nil
 	}
 	j := 0
-	for _, r := range im.runs() {
+	for _, r := range im.ownRuns() {
 		for j < len(im.Segments) && im.Segments[j].Off+im.Segments[j].RawLen <= r.run.FileOff {
 			j++
 		}
@@ -435,6 +470,26 @@ func (im *Image) checkRunsInSegments() error {
 type namedRun struct {
 	what func() string
 	run  Run
+}
+
+// ownRuns lists the runs whose data this image holds, in file order.
+func (im *Image) ownRuns() []namedRun {
+	var rs []namedRun
+	for _, r := range im.runs() {
+		if r.run.Source == 0 {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// Runs lists every run in file order: areas' first, then files'.
+func (im *Image) Runs() []Run {
+	var rs []Run
+	for _, r := range im.runs() {
+		rs = append(rs, r.run)
+	}
+	return rs
 }
 
 // runs lists every run in file order: areas' first, then files'.
@@ -455,15 +510,25 @@ func (im *Image) runs() []namedRun {
 	return rs
 }
 
-// checkRuns checks that runs lie in order inside pages pages and that their
-// data follows *nextFile back to back, below dataEnd; it advances *nextFile.
-func checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error {
+// checkRuns checks that runs lie in order inside pages pages and that the
+// data of those in this image follows *nextFile back to back, below
+// dataEnd; it advances *nextFile.  A parent's data is checked against the
+// parent when it is read (Flatten).
+func (im *Image) checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error {
 	var nextPage uint64
 	for j, r := range runs {
 		if r.Pages == 0 || r.Page < nextPage || r.Pages > pages || r.Page > pages-r.Pages {
 			return fmt.Errorf("run %d covers pages %d+%d of %d", j, r.Page, r.Pages, pages)
 		}
 		nextPage = r.Page + r.Pages
+		if r.Source != 0 {
+			if r.Source > uint32(len(im.Parents)) || r.FileOff < DataStart || r.FileOff%PageSize != 0 ||
+				r.FileOff > MaxUserAddr {
+				return fmt.Errorf("run %d has data in parent %d at %#x (the image has %d parents)",
+					j, r.Source, r.FileOff, len(im.Parents))
+			}
+			continue
+		}
 		if r.FileOff != *nextFile || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
 			return fmt.Errorf("run %d has data at %#x (expected %#x, data ends at %#x)", j, r.FileOff, *nextFile, dataEnd)
 		}
@@ -478,10 +543,13 @@ func checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error
 // number of bytes checked so far, from one goroutine at a time.  When
 // several runs are damaged, the error names the first in file order.
 func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
-	if len(im.Segments) > 0 {
-		return Unpack(r, im, nil, done)
-	}
-	runs := im.runs()
+	return Unpack(r, im, nil, done)
+}
+
+// copyRuns checks the data of the image's own runs and, if out is not nil,
+// copies it there at the same offsets (an image without segments).
+func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
+	runs := im.ownRuns()
 	return parallel(len(runs), done, func(i int, buf *[]byte) (uint64, error) {
 		run, crc := runs[i].run, uint32(0)
 		b := grow(buf, min(run.Len(), 4<<20))
@@ -490,7 +558,12 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 			if _, err := r.ReadAt(b[:n], int64(run.FileOff+off)); err != nil {
 				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(), err)
 			}
-			crc = crc32Update(crc, b[:n])
+			crc = ChecksumUpdate(crc, b[:n])
+			if out != nil {
+				if _, err := out.WriteAt(b[:n], int64(run.FileOff+off)); err != nil {
+					return 0, fmt.Errorf("copying the data of %s: %w", runs[i].what(), err)
+				}
+			}
 			off += n
 		}
 		if crc != run.CRC {
@@ -500,11 +573,14 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 	})
 }
 
-// Unpack checks the page data of an image with segments as VerifyData
-// does and, if out is not nil, writes it there decompressed, each run's
-// pages at the run's FileOff.
+// Unpack checks the page data the image holds itself as VerifyData does
+// and, if out is not nil, writes it there, decompressed, each run's pages
+// at the run's FileOff.
 func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
-	runs := im.runs()
+	if len(im.Segments) == 0 {
+		return copyRuns(r, im, out, done)
+	}
+	runs := im.ownRuns()
 	return parallel(len(im.Segments), done, func(i int, buf *[]byte) (uint64, error) {
 		s := &im.Segments[i]
 		b := grow(buf, s.RawLen+s.StoredLen)
@@ -538,6 +614,82 @@ func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error 
 		}
 		return s.RawLen, nil
 	})
+}
+
+// DataEnd is where the offsets of the image's own data end: the metadata,
+// or with segments the end of the data they hold.
+func (im *Image) DataEnd(h *Header) uint64 {
+	if n := len(im.Segments); n > 0 {
+		return im.Segments[n-1].Off + im.Segments[n-1].RawLen
+	}
+	return h.MetaOff
+}
+
+// Gather copies the data of the runs that im's parents hold to out, from
+// offset end on, and points those runs there.  parents[k-1] reads parent
+// k's own data at its offsets, which end at ends[k-1]; each run's CRC is
+// checked.  With out nil, it only checks.  Afterwards (out not nil) every
+// run of im has Source 0 and im has no Parents: im describes out, where the
+// caller has put im's own data (Unpack).
+func (im *Image) Gather(parents []io.ReaderAt, ends []uint64, out io.WriterAt, end uint64, done func(uint64)) error {
+	type job struct {
+		r  *Run
+		to uint64
+	}
+	var jobs []job
+	for _, list := range im.runLists() {
+		for j := range list {
+			if r := &list[j]; r.Source != 0 {
+				jobs = append(jobs, job{r, end})
+				end += r.Len()
+			}
+		}
+	}
+	err := parallel(len(jobs), done, func(i int, buf *[]byte) (uint64, error) {
+		r := jobs[i].r
+		k := r.Source - 1
+		if int(k) >= len(parents) || r.FileOff+r.Len() > ends[k] {
+			return 0, corrupt("pages at %#x of parent %d (%q) lie beyond its data", r.FileOff, k+1, im.Parents[k].Name)
+		}
+		b, crc := grow(buf, min(r.Len(), 4<<20)), uint32(0)
+		for off := uint64(0); off < r.Len(); {
+			n := min(uint64(len(b)), r.Len()-off)
+			if _, err := parents[k].ReadAt(b[:n], int64(r.FileOff+off)); err != nil {
+				return 0, fmt.Errorf("reading parent %q: %w", im.Parents[k].Name, err)
+			}
+			crc = ChecksumUpdate(crc, b[:n])
+			if out != nil {
+				if _, err := out.WriteAt(b[:n], int64(jobs[i].to+off)); err != nil {
+					return 0, err
+				}
+			}
+			off += n
+		}
+		if crc != r.CRC {
+			return 0, fmt.Errorf("%w in the pages at %#x of parent %q", ErrChecksum, r.FileOff, im.Parents[k].Name)
+		}
+		return r.Len(), nil
+	})
+	if err != nil || out == nil {
+		return err
+	}
+	for _, j := range jobs {
+		j.r.FileOff, j.r.Source = j.to, 0
+	}
+	im.Parents, im.Segments = nil, nil
+	return nil
+}
+
+// runLists returns the run lists of every area and file, in file order.
+func (im *Image) runLists() [][]Run {
+	var l [][]Run
+	for i := range im.Areas {
+		l = append(l, im.Areas[i].Runs)
+	}
+	for i := range im.Files {
+		l = append(l, im.Files[i].Runs)
+	}
+	return l
 }
 
 // parallel runs work(0..n-1) on as many goroutines as there are CPUs, each

@@ -12,6 +12,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Checksum is the CRC32C used everywhere in the format.
 func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
+// ChecksumUpdate returns the Checksum of the bytes crc is the Checksum of
+// followed by b.
+func ChecksumUpdate(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }
+
 // Writer writes an image: page data first, in file order, then the
 // metadata and finally the header.
 type Writer struct {
@@ -105,7 +109,10 @@ func (h *Header) Encode() []byte {
 }
 
 // encoder appends little-endian values.
-type encoder struct{ b []byte }
+type encoder struct {
+	b       []byte
+	version uint32 // the format version written
+}
 
 func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
 func (e *encoder) u32(v uint32) { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
@@ -128,7 +135,8 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	         altstackFlags i32, name str, flags u32
 //	areas    count u32, then each Area: start, end u64, prot u32, flags u32,
 //	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
-//	         runs count u32, then each Run: page, pages, fileOff u64, crc u32
+//	         runs count u32, then each Run: page, pages, fileOff u64, crc u32,
+//	         source u32 (format 3 on)
 //	files    count u32, then each File: fd i32, fdFlags u32, flags u32,
 //	         kind u8, state u8 (1 deleted, 2 contents saved), offset u64,
 //	         size u64, mode u32, dev u64,
@@ -136,10 +144,16 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	         then each: fd i32, events u32, data u64; eventfdCount u64
 //	segments count u32, then each Segment: off, rawLen, fileOff,
 //	         storedLen u64, codec u8, crc u32 (format 2 on)
+//	id       16 bytes (format 3 on)
+//	parents  count u32, then each Parent: id 16 bytes, name str (format 3 on)
 //
 // A str is a u32 length and that many bytes.
-func EncodeMeta(im *Image) []byte {
-	e := &encoder{}
+func EncodeMeta(im *Image) []byte { return encodeMeta(im, FormatVersion) }
+
+// encodeMeta renders the metadata as format version wrote it (for tests
+// of older images; what a version lacks is left out).
+func encodeMeta(im *Image, version uint32) []byte {
+	e := &encoder{version: version}
 	p := &im.Process
 	e.u32(p.Arch)
 	e.u32(p.PageSize)
@@ -247,6 +261,9 @@ func EncodeMeta(im *Image) []byte {
 		}
 		e.u64(f.EventfdCount)
 	}
+	if version < 2 {
+		return e.b
+	}
 	e.u32(uint32(len(im.Segments)))
 	for _, s := range im.Segments {
 		e.u64(s.Off)
@@ -255,6 +272,15 @@ func EncodeMeta(im *Image) []byte {
 		e.u64(s.StoredLen)
 		e.u8(uint8(s.Codec))
 		e.u32(s.CRC)
+	}
+	if version < 3 {
+		return e.b
+	}
+	e.b = append(e.b, im.ID[:]...)
+	e.u32(uint32(len(im.Parents)))
+	for _, p := range im.Parents {
+		e.b = append(e.b, p.ID[:]...)
+		e.str(p.Name)
 	}
 	return e.b
 }
@@ -266,6 +292,9 @@ func (e *encoder) runs(rs []Run) {
 		e.u64(r.Pages)
 		e.u64(r.FileOff)
 		e.u32(r.CRC)
+		if e.version >= 3 {
+			e.u32(r.Source)
+		}
 	}
 }
 
@@ -278,5 +307,3 @@ func (m *MMLayout) fields() []*Addr {
 func (t *Thread) regs() []*uint64 {
 	return []*uint64{&t.RBX, &t.RBP, &t.R12, &t.R13, &t.R14, &t.R15, &t.RSP, &t.RIP}
 }
-
-func crc32Update(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }

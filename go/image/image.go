@@ -38,6 +38,22 @@ type Image struct {
 	// Segments say where page data is stored when it is compressed
 	// (format 2); without them each run's data is at its FileOff.
 	Segments []Segment
+	// ID names this image for the incremental images that refer to it
+	// (format 3; zero in older images).
+	ID ImageID
+	// Parents are the older images that hold the data of runs whose
+	// Source is not 0 (an incremental checkpoint): run.Source k means
+	// Parents[k-1], at the run's FileOff there.
+	Parents []Parent
+}
+
+// ImageID is a random identifier chosen when an image is written.
+type ImageID [16]byte
+
+// Parent is an image an incremental image takes unchanged pages from.
+type Parent struct {
+	ID   ImageID
+	Name string // its file name, in the same directory as this image
 }
 
 // Process is process-wide state.
@@ -232,8 +248,9 @@ func (k Kind) Special() bool { return k == KindVDSO || k == KindVVAR || k == Kin
 type Run struct {
 	Page    uint64 // first page, counted from Area.Start
 	Pages   uint64
-	FileOff uint64 // where the pages are in the image file
+	FileOff uint64 // where the pages are in the image file (or its segments)
 	CRC     uint32 // CRC32C of the pages
+	Source  uint32 // 0: this image; k: Parents[k-1] holds them at FileOff
 }
 
 // Len is the number of bytes the run covers.
@@ -242,7 +259,8 @@ func (r Run) Len() uint64 { return r.Pages * PageSize }
 // Pages is the number of pages an area spans.
 func (a *Area) Pages() uint64 { return uint64(a.End-a.Start) / PageSize }
 
-// StoredBytes is the number of bytes of data the image holds.
+// StoredBytes is the number of bytes of data the image's runs cover,
+// parents' included.
 func (im *Image) StoredBytes() uint64 {
 	var n uint64
 	for i := range im.Areas {
@@ -255,10 +273,16 @@ func (im *Image) StoredBytes() uint64 {
 }
 
 // FileBytes is the number of bytes the page data takes in the file: less
-// than StoredBytes when it is compressed.
+// than StoredBytes when it is compressed or some is in parents.
 func (im *Image) FileBytes() uint64 {
 	if len(im.Segments) == 0 {
-		return im.StoredBytes()
+		var n uint64
+		for _, r := range im.runs() {
+			if r.run.Source == 0 {
+				n += r.run.Len()
+			}
+		}
+		return n
 	}
 	var n uint64
 	for _, s := range im.Segments {

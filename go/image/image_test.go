@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 )
@@ -205,6 +206,10 @@ func TestValidate(t *testing.T) {
 		{"saved pipe", func(im *Image) { im.Files[2].Saved = true }},
 		{"file run past size", func(im *Image) { im.Files[1].Runs[0].Page = 2 }},
 		{"bad file kind", func(im *Image) { im.Files[2].Kind = 42 }},
+		{"source without parent", func(im *Image) { im.Areas[0].Runs[1].Source = 1 }},
+		{"parent elsewhere", func(im *Image) { im.Parents = []Parent{{ID: ImageID{1}, Name: "../x.ckpt"}} }},
+		{"parent without id", func(im *Image) { im.Parents = []Parent{{Name: "x.ckpt"}} }},
+		{"parent is itself", func(im *Image) { im.ID = ImageID{7}; im.Parents = []Parent{{ID: im.ID, Name: "x.ckpt"}} }},
 	} {
 		t.Run(test.desc, func(t *testing.T) {
 			_, b := sample(t)
@@ -348,30 +353,81 @@ func TestCompressedDamage(t *testing.T) {
 	}
 }
 
-// A format 1 image (no segments section) still reads.
-func TestReadsVersion1(t *testing.T) {
-	want, b := sample(t)
-	h, err := DecodeHeader(b)
+// Format 1 and 2 images (no segments section, no IDs and sources) still
+// read.
+func TestReadsOlderVersions(t *testing.T) {
+	for _, version := range []uint32{1, 2} {
+		want, b := sample(t)
+		h, err := DecodeHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := encodeMeta(want, version)
+		h.Version, h.MetaLen, h.MetaCRC = version, uint64(len(meta)), Checksum(meta)
+		h.FileSize = h.MetaOff + h.MetaLen
+		old := append(append(h.Encode(), b[HeaderSize:h.MetaOff]...), meta...)
+		got, gh, err := Read(bytes.NewReader(old), int64(len(old)))
+		if err != nil {
+			t.Fatalf("Read of a format %d image: %v", version, err)
+		}
+		if gh.Version != version || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Errorf("format %d image read as version %d:\ngot  %+v\nwant %+v", version, gh.Version, got, want)
+		}
+		if err := VerifyData(bytes.NewReader(old), got, nil); err != nil {
+			t.Errorf("VerifyData: %v", err)
+		}
+		h.Version = FormatVersion + 1
+		newer := append(h.Encode(), old[HeaderSize:]...)
+		if _, _, err := Read(bytes.NewReader(newer), int64(len(newer))); !errors.Is(err, ErrVersion) {
+			t.Errorf("Read of a newer format: got %v, wanted %v", err, ErrVersion)
+		}
+	}
+}
+
+// Gather copies the pages an incremental image takes from a parent, checks
+// them, and refuses a damaged or short parent.
+func TestGather(t *testing.T) {
+	parent, pb := sample(t)
+	ph, err := DecodeHeader(pb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := b[h.MetaOff : h.MetaOff+h.MetaLen-4] // without the segment count
-	h.Version, h.MetaLen, h.MetaCRC = 1, uint64(len(meta)), Checksum(meta)
-	h.FileSize = h.MetaOff + h.MetaLen
-	old := append(append(h.Encode(), b[HeaderSize:h.MetaOff]...), meta...)
-	got, gh, err := Read(bytes.NewReader(old), int64(len(old)))
-	if err != nil {
-		t.Fatalf("Read of a format 1 image: %v", err)
+	child := func() *Image {
+		c := *parent
+		c.Areas = append([]Area(nil), parent.Areas...)
+		for i := range c.Areas {
+			c.Areas[i].Runs = append([]Run(nil), parent.Areas[i].Runs...)
+			for j := range c.Areas[i].Runs {
+				c.Areas[i].Runs[j].Source = 1
+			}
+		}
+		c.Files = nil
+		c.Parents = []Parent{{ID: ImageID{9}, Name: "parent.ckpt"}}
+		return &c
 	}
-	if gh.Version != 1 || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
-		t.Errorf("format 1 image read as version %d:\ngot  %+v\nwant %+v", gh.Version, got, want)
+	c, out := child(), &memFile{}
+	if err := c.Gather([]io.ReaderAt{bytes.NewReader(pb)}, []uint64{ph.MetaOff}, out, DataStart, nil); err != nil {
+		t.Fatalf("Gather: %v", err)
 	}
-	if err := VerifyData(bytes.NewReader(old), got, nil); err != nil {
-		t.Errorf("VerifyData: %v", err)
+	if len(c.Parents) != 0 {
+		t.Errorf("parents left after Gather: %v", c.Parents)
 	}
-	h.Version = FormatVersion + 1
-	newer := append(h.Encode(), old[HeaderSize:]...)
-	if _, _, err := Read(bytes.NewReader(newer), int64(len(newer))); !errors.Is(err, ErrVersion) {
-		t.Errorf("Read of a newer format: got %v, wanted %v", err, ErrVersion)
+	for i, a := range c.Areas {
+		for j, r := range a.Runs {
+			p := parent.Areas[i].Runs[j]
+			if r.Source != 0 || !bytes.Equal(out.b[r.FileOff:r.FileOff+r.Len()], pb[p.FileOff:p.FileOff+p.Len()]) {
+				t.Errorf("area %d run %d: not gathered from the parent", i, j)
+			}
+		}
+	}
+	damaged := append([]byte(nil), pb...)
+	damaged[parent.Areas[0].Runs[0].FileOff+5] ^= 1
+	err = child().Gather([]io.ReaderAt{bytes.NewReader(damaged)}, []uint64{ph.MetaOff}, nil, DataStart, nil)
+	if !errors.Is(err, ErrChecksum) {
+		t.Errorf("Gather from a damaged parent: got %v, wanted %v", err, ErrChecksum)
+	}
+	err = child().Gather([]io.ReaderAt{bytes.NewReader(pb)}, []uint64{DataStart + PageSize}, nil, DataStart, nil)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Gather beyond a parent's data: got %v, wanted %v", err, ErrCorrupt)
 	}
 }

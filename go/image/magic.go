@@ -10,9 +10,10 @@ const Magic = "\x89CKPT\r\n\x1a"
 // FormatVersion is the image format version this code writes; it reads
 // every version from OldestVersion on.
 // History: 1 (2026-11): first format.  2 (2026-11): segments (compressed
-// page data) after the files in the metadata.
+// page data) after the files in the metadata.  3 (2026-11): an image ID and
+// parent images (incremental checkpoints); each run names its source.
 const (
-	FormatVersion = 2
+	FormatVersion = 3
 	OldestVersion = 1
 )
 
@@ -40,6 +41,7 @@ const (
 	MaxTimers   = 1 << 16
 	MaxFD       = 1<<30 - 1
 	MaxSegments = 1 << 26
+	MaxParents  = 1 << 12
 
 	// MaxSegmentLen bounds a segment's page data: what a reader
 	// decompresses into memory at once, per CPU.

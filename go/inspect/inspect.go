@@ -23,6 +23,13 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 	fmt.Fprintf(w, "program:  %s (%s), pid %d, signal %d\n", p.Name, p.Exe, p.PID, p.Signal)
 	fmt.Fprintf(w, "taken:    %s on kernel %s\n", time.Unix(0, p.Created).UTC().Format(time.RFC3339), p.Kernel)
 	fmt.Fprintf(w, "brk:      %#x (heap starts %#x)\n", p.Brk, p.MM.StartBrk)
+	if im.ID != (image.ImageID{}) {
+		fmt.Fprintf(w, "id:       %x\n", im.ID)
+	}
+	for i, pa := range im.Parents {
+		fmt.Fprintf(w, "parent %d: %s (id %x), %d bytes of pages from it (not checked here: ckpt verify does)\n",
+			i+1, pa.Name, pa.ID, fromParent(im, uint32(i+1)))
+	}
 	for _, t := range im.Threads {
 		role := ""
 		if t.Flags&image.ThreadCoordinator != 0 {
@@ -66,6 +73,17 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 }
 
 var itimerNames = [...]string{"real", "virtual", "prof"}
+
+// fromParent is how many bytes of pages im takes from parent k.
+func fromParent(im *image.Image, k uint32) uint64 {
+	var n uint64
+	for _, r := range im.Runs() {
+		if r.Source == k {
+			n += r.Len()
+		}
+	}
+	return n
+}
 
 // compression names the codecs the image's data is stored with.
 func compression(im *image.Image) string {
@@ -114,6 +132,17 @@ type Document struct {
 	// chunks that did not shrink are stored as they are).
 	Compression string `json:"compression"`
 	FileBytes   uint64 `json:"file_bytes"`
+	// ID is the image's ID in hex ("" before format 3); Parents are the
+	// images an incremental image takes unchanged pages from.
+	ID      string   `json:"id"`
+	Parents []Parent `json:"parents"`
+}
+
+// Parent is one image an incremental image builds on, in the JSON form.
+type Parent struct {
+	Name  string `json:"name"`
+	ID    string `json:"id"`
+	Bytes uint64 `json:"bytes"` // of pages taken from it
 }
 
 // Thread is one thread in the JSON form.
@@ -156,7 +185,13 @@ func JSON(w io.Writer, path string, im *image.Image, h *image.Header) error {
 		Created: time.Unix(0, p.Created).UTC().Format(time.RFC3339Nano), Kernel: p.Kernel,
 		Cwd: p.Cwd, Umask: p.Umask, Brk: fmt.Sprintf("%#x", p.Brk),
 		Threads: []Thread{}, Files: []File{}, Areas: []Area{},
-		Compression: compression(im), FileBytes: im.FileBytes()}
+		Compression: compression(im), FileBytes: im.FileBytes(), Parents: []Parent{}}
+	if im.ID != (image.ImageID{}) {
+		d.ID = fmt.Sprintf("%x", im.ID)
+	}
+	for i, pa := range im.Parents {
+		d.Parents = append(d.Parents, Parent{Name: pa.Name, ID: fmt.Sprintf("%x", pa.ID), Bytes: fromParent(im, uint32(i+1))})
+	}
 	for _, t := range im.Threads {
 		d.Threads = append(d.Threads, Thread{TID: t.TID, Name: t.Name, Coordinator: t.Flags&image.ThreadCoordinator != 0})
 	}

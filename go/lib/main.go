@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ type config struct {
 	quiet bool   // CKPT_QUIET=1
 	save  bool   // CKPT_SAVE_FILES=1: store small open files' contents
 	zstd  bool   // CKPT_COMPRESS=1: compress every image
+	chain int    // CKPT_INCREMENTAL=N: after each full image, N-1 incremental ones
 	name  string // program name for image file names
 }
 
@@ -55,6 +57,9 @@ func init() {
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
 		save: os.Getenv("CKPT_SAVE_FILES") == "1", zstd: os.Getenv("CKPT_COMPRESS") == "1",
 		name: programName()}
+	if n, err := strconv.Atoi(os.Getenv("CKPT_INCREMENTAL")); err == nil && n > 1 {
+		cfg.chain = n
+	}
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
 	if wd := C.GoString(&C.ckpt_start_cwd[0]); wd != "" && !filepath.IsAbs(cfg.dir) {
@@ -98,7 +103,9 @@ func coordinate(fd int, cfg *config) {
 			logf(cfg, "ckpt: checkpoint failed, previous image kept: stopping the threads: %v\n", unix.Errno(-child))
 		case child == 0:
 			// This process was just restored from an image; the
-			// snapshot was taken before it.
+			// snapshot was taken before it, so what the chain
+			// remembers is older than the image: start a new one.
+			chain = chainState{}
 		default:
 			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
@@ -118,16 +125,30 @@ func checkpoint(child int, cfg *config, compress bool) {
 			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
-		SaveFiles: cfg.save, Compress: compress}
+		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))
+	if _, err := unix.Getrandom(req.ID[:], 0); err != nil {
+		logf(cfg, "ckpt: checkpoint failed, previous image kept: choosing an image ID: %v\n", err)
+		return
+	}
+	if req.Track && chain.tracker != nil && chain.length < cfg.chain {
+		if err := chain.keepParent(req.Path); err != nil {
+			logf(cfg, "ckpt: writing a full image instead of an incremental one: %v\n", err)
+		} else {
+			req.Prev = chain.tracker
+		}
+	}
 	res, err := dump.Write(req)
 	if err != nil {
 		// The message names the temporary file; the previous image,
 		// if any, is untouched.
 		logf(cfg, "ckpt: checkpoint failed, previous image kept: %v\n", err)
 		return
+	}
+	if req.Track {
+		chain.wrote(req, res.Tracker)
 	}
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
@@ -136,6 +157,10 @@ func checkpoint(child int, cfg *config, compress bool) {
 	how := ""
 	if compress {
 		how = " zstd"
+	}
+	if req.Prev != nil {
+		how += fmt.Sprintf(" incremental, %s new, %s from %d older images",
+			sizeString(res.Stored), sizeString(res.Reused), len(res.Tracker.Images)-1)
 	}
 	logf(cfg, "ckpt: wrote %s (%s%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
 		req.Path, sizeString(res.Size), how, len(st.threads), pause, ms)

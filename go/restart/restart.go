@@ -7,8 +7,10 @@ package restart
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,36 +82,20 @@ func Load(path string, o *Options) (*image.Image, int, error) { return load(path
 
 // load is Load; with unpack, the descriptor it returns holds every run's
 // data at the run's FileOff as it is: the image itself, or for a compressed
-// image a memory file it is decompressed into.
+// or incremental image a memory file its data and its parents' are
+// gathered into (and im is changed to describe that file).
 func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, im, h, err := openImage(path, o)
 	if err != nil {
-		return nil, -1, bad("%w", err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
 		return nil, -1, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, -1, bad("not a regular file")
-	}
-	if uid := uint32(os.Getuid()); st.Uid != uid && !o.Force {
-		unix.Close(fd)
-		return nil, -1, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
-	}
-	im, _, err := image.Read(fdReader(fd), st.Size)
-	if err != nil {
-		unix.Close(fd)
-		return nil, -1, bad("%w", err)
-	}
 	var progress func(uint64)
+	var base uint64 // bytes checked before the current step
 	if o.Progress != nil {
 		total := im.StoredBytes()
-		progress = func(done uint64) { o.Progress(done, total) }
+		progress = func(done uint64) { o.Progress(base+done, total) }
 	}
-	if !unpack || len(im.Segments) == 0 {
+	if len(im.Parents) == 0 && (!unpack || len(im.Segments) == 0) {
 		if err := image.VerifyData(fdReader(fd), im, progress); err != nil {
 			unix.Close(fd)
 			return nil, -1, bad("%w", err)
@@ -117,18 +103,113 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 		return im, fd, nil
 	}
 	defer unix.Close(fd)
-	data, err := memfd("ckpt-restore-data", unix.MFD_CLOEXEC, nil)
+	parents, ends, closeParents, err := openParents(path, im, o)
 	if err != nil {
 		return nil, -1, err
 	}
-	if err := image.Unpack(fdReader(fd), im, fdWriter(data), progress); err != nil {
-		unix.Close(data)
+	defer closeParents()
+	out, data := io.WriterAt(nil), -1
+	if unpack {
+		if data, err = memfd("ckpt-restore-data", unix.MFD_CLOEXEC, nil); err != nil {
+			return nil, -1, err
+		}
+		out = fdWriter(data)
+	}
+	err = image.Unpack(fdReader(fd), im, out, progress)
+	if err == nil {
+		base = im.DataEnd(h) - image.DataStart // the image's own data
+		err = im.Gather(parents, ends, out, im.DataEnd(h), progress)
+	}
+	if err != nil {
+		if data >= 0 {
+			unix.Close(data)
+		}
 		if errors.Is(err, errUnpack) {
 			return nil, -1, err
 		}
 		return nil, -1, bad("%w", err)
 	}
+	if !unpack {
+		// Checked; the caller only closes it.
+		data, err = unix.Dup(fd)
+		if err != nil {
+			return nil, -1, err
+		}
+	}
 	return im, data, nil
+}
+
+// openImage opens and decodes the image at path (its data unchecked).
+func openImage(path string, o *Options) (int, *image.Image, *image.Header, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, nil, bad("%w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, nil, nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, nil, nil, bad("not a regular file")
+	}
+	if uid := uint32(os.Getuid()); st.Uid != uid && !o.Force {
+		unix.Close(fd)
+		return -1, nil, nil, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
+	}
+	im, h, err := image.Read(fdReader(fd), st.Size)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, nil, bad("%w", err)
+	}
+	return fd, im, h, nil
+}
+
+// openParents opens the images an incremental image takes pages from, in
+// its directory, and checks that each is the one it names.  A compressed
+// parent is unpacked into a memory file.  It returns readers of each
+// parent's own data, where that data ends, and a function that closes
+// them all.
+func openParents(path string, im *image.Image, o *Options) ([]io.ReaderAt, []uint64, func(), error) {
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	var readers []io.ReaderAt
+	var ends []uint64
+	for _, p := range im.Parents {
+		ppath := filepath.Join(filepath.Dir(path), p.Name)
+		fd, pim, ph, err := openImage(ppath, o)
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, bad("parent image %q: %w", ppath, err)
+		}
+		fds = append(fds, fd)
+		if pim.ID != p.ID {
+			closeAll()
+			return nil, nil, nil, bad("parent image %q is not the one this image was taken after (ID %x, want %x)",
+				ppath, pim.ID, p.ID)
+		}
+		if len(pim.Segments) > 0 {
+			data, err := memfd("ckpt-restore-parent", unix.MFD_CLOEXEC, nil)
+			if err != nil {
+				closeAll()
+				return nil, nil, nil, err
+			}
+			fds = append(fds, data)
+			if err := image.Unpack(fdReader(fd), pim, fdWriter(data), nil); err != nil {
+				closeAll()
+				return nil, nil, nil, bad("parent image %q: %w", ppath, err)
+			}
+			fd = data
+		}
+		readers = append(readers, fdReader(fd))
+		ends = append(ends, pim.DataEnd(ph))
+	}
+	return readers, ends, closeAll, nil
 }
 
 // errUnpack marks a failure to write the memory file a compressed image is

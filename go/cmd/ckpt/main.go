@@ -1,7 +1,7 @@
 // Command ckpt is the user's tool: it runs programs under libckpt.so,
 // checkpoints them, restarts and inspects their images.
 //
-//	ckpt run [--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] -- PROG ARGS...
+//	ckpt run [--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] [--incremental N] -- PROG ARGS...
 //	ckpt checkpoint [--wait] [--kill] [--compress] PID
 //	ckpt restart [--pid-file F] [--force] (IMAGE | --dir D)
 //	ckpt inspect [--json] IMAGE

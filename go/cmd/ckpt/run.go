@@ -13,12 +13,15 @@ import (
 )
 
 func runCmd(args []string) (int, error) {
-	fs := newFlags("run", "[--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] -- PROG ARGS...",
+	fs := newFlags("run", "[--dir D] [--interval DUR] [--signal SIG] [--keep N] [--compress] [--incremental N] -- PROG ARGS...",
 		`Runs PROG with libckpt.so preloaded (found in $CKPT_LIB, next to this
 binary, or in its Bazel runfiles).  Images go to D as PROG.PID.ckpt.  With
 --interval, checkpoints every DUR (like dmtcp_launch -i); with --keep N, the
 N-1 images before the newest stay as PROG.PID.ckpt.1 (newest) and up.
-With --compress, every image is zstd-compressed (CKPT_COMPRESS=1).
+With --compress, every image is zstd-compressed (CKPT_COMPRESS=1).  With
+--incremental N, each full image is followed by up to N-1 incremental ones
+that store only the pages changed since the image before and refer to that
+image, kept as PROG.PID.<ID>.ckpt, for the rest (CKPT_INCREMENTAL=N).
 Signals sent to ckpt run reach PROG; the exit status is PROG's.
 
 Examples:
@@ -29,6 +32,7 @@ Examples:
 	sigName := fs.String("signal", "USR2", "the trigger signal")
 	keep := fs.Int("keep", 1, "images to keep: the newest and N-1 older ones")
 	compress := fs.Bool("compress", false, "compress every image (zstd)")
+	incremental := fs.Int("incremental", 0, "chains of a full image and up to N-1 incremental ones (0: off)")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
@@ -38,6 +42,11 @@ Examples:
 	}
 	if *keep < 1 {
 		return 0, usageError{"--keep must be at least 1"}
+	}
+	if *incremental == 1 || *incremental < 0 || (*incremental > 1 && *keep > 1) {
+		// Older images kept by --keep would lose the parents that a new
+		// full image's chain no longer needs.
+		return 0, usageError{"--incremental takes N >= 2 and does not go with --keep"}
 	}
 	sig, err := parseSignal(*sigName)
 	if err != nil {
@@ -65,6 +74,9 @@ Examples:
 		"CKPT_SIGNAL="+strconv.Itoa(int(sig)))
 	if *compress {
 		cmd.Env = append(cmd.Env, "CKPT_COMPRESS=1")
+	}
+	if *incremental > 1 {
+		cmd.Env = append(cmd.Env, "CKPT_INCREMENTAL="+strconv.Itoa(*incremental))
 	}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)

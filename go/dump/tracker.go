@@ -1,0 +1,112 @@
+package dump
+
+import (
+	"hash/maphash"
+
+	"github.com/ckpt/ckpt/go/image"
+)
+
+// Tracker remembers, page by page, what the images of a process hold, so
+// that an incremental checkpoint refers to the pages that did not change
+// since the last image instead of storing them again.  A page counts as
+// unchanged when its address, its 64-bit seeded hash and its CRC32C are
+// all the same as at the last checkpoint (the kernel's write tracking,
+// userfaultfd write-protection or soft-dirty bits, would tell without
+// reading the page; this works everywhere).
+//
+// Write fills in Result.Tracker; the caller passes it back as
+// Request.Prev for the next checkpoint.
+type Tracker struct {
+	// Images are the images that hold the tracked pages, the newest last;
+	// the caller names the newest (Images[len-1].Name) once it has a name
+	// that stays.
+	Images []image.Parent
+	seed   maphash.Seed
+	pages  []trackedPage // by address
+}
+
+type trackedPage struct {
+	addr, hash, off uint64 // off: where Images[img] holds it
+	crc, img        uint32
+}
+
+// Clear zeroes the tracker's memory once it is no longer needed.
+func (t *Tracker) Clear() {
+	clear(t.pages[:cap(t.pages)])
+	t.pages = nil
+}
+
+// Len is the number of pages tracked.
+func (t *Tracker) Len() int { return len(t.pages) }
+
+// tracking is one checkpoint's use of trackers: the last one (nil for a
+// full checkpoint) and the one being built.
+type tracking struct {
+	prev   *Tracker
+	cursor int // in prev.pages: the first page not below the last lookup
+	next   *Tracker
+}
+
+func newTracking(prev *Tracker, id image.ImageID) *tracking {
+	t := &tracking{prev: prev, next: &Tracker{seed: maphash.MakeSeed()}}
+	if prev != nil {
+		t.next.seed = prev.seed
+		t.next.Images = append(t.next.Images, prev.Images...)
+	}
+	t.next.Images = append(t.next.Images, image.Parent{ID: id})
+	return t
+}
+
+// self is the index in next.Images of the image being written.
+func (t *tracking) self() uint32 { return uint32(len(t.next.Images) - 1) }
+
+// lookup returns where the last images hold page p at addr, if they do.
+// Calls come in increasing address order.
+func (t *tracking) lookup(addr uint64, p []byte) (hash uint64, crc uint32, old trackedPage, ok bool) {
+	hash, crc = maphash.Bytes(t.next.seed, p), image.Checksum(p)
+	if t.prev == nil {
+		return hash, crc, old, false
+	}
+	pages := t.prev.pages
+	for t.cursor < len(pages) && pages[t.cursor].addr < addr {
+		t.cursor++
+	}
+	if t.cursor < len(pages) {
+		old = pages[t.cursor]
+		ok = old.addr == addr && old.hash == hash && old.crc == crc
+	}
+	return hash, crc, old, ok
+}
+
+func (t *tracking) record(p trackedPage) { t.next.pages = append(t.next.pages, p) }
+
+// finish drops the parents no run refers to and numbers the rest from 1 in
+// runs' Source, and returns them.
+func (t *tracking) finish(im *image.Image) []image.Parent {
+	n := len(t.next.Images)
+	used := make([]bool, n)
+	used[n-1] = true
+	for _, p := range t.next.pages {
+		used[p.img] = true
+	}
+	renumber := make([]uint32, n)
+	var images []image.Parent
+	for i, u := range used {
+		if u {
+			renumber[i] = uint32(len(images))
+			images = append(images, t.next.Images[i])
+		}
+	}
+	for i := range t.next.pages {
+		t.next.pages[i].img = renumber[t.next.pages[i].img]
+	}
+	for i := range im.Areas {
+		for j := range im.Areas[i].Runs {
+			if r := &im.Areas[i].Runs[j]; r.Source != 0 {
+				r.Source = renumber[r.Source-1] + 1
+			}
+		}
+	}
+	t.next.Images = images
+	return append([]image.Parent(nil), images[:len(images)-1]...)
+}
