@@ -46,6 +46,9 @@
 #define SYS_rt_sigaction 13
 #define SYS_rt_sigprocmask 14
 #define SYS_pread64 17
+#define SYS_ioctl 16
+#define SYS_sendmsg 46
+#define SYS_recvfrom 45
 #define SYS_mremap 25
 #define SYS_setitimer 38
 #define SYS_getpid 39
@@ -448,6 +451,94 @@ static void ck_copy(void *dst, const void *src, uint64_t n)
 	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 }
 
+/* Lazy loading: with uffd_dev, the private areas that hold data are
+ * registered with a userfaultfd that restart's loader (go/restart/lazy.go)
+ * serves, page faults first and everything else in the background, so the
+ * program runs before its memory is all in place.  The stub only creates
+ * the userfaultfd and hands it over: the loader, outside the program's user
+ * namespace, enables the events (fork in particular needs CAP_SYS_PTRACE
+ * there) and answers with one byte, 1 if it serves. */
+#define CK_USERFAULTFD_IOC_NEW 0xaa00
+#define CK_UFFDIO_REGISTER 0xc020aa00
+#define CK_UFFDIO_REGISTER_MODE_MISSING 1
+#define CK_O_NONBLOCK 04000
+#define CK_SOL_SOCKET 1
+#define CK_SCM_RIGHTS 1
+
+static int ck_uffd = -1; /* registered areas are loaded by restart */
+
+struct ck_iovec {
+	void *base;
+	uint64_t len;
+};
+
+struct ck_msghdr {
+	void *name;
+	uint32_t namelen;
+	struct ck_iovec *iov;
+	uint64_t iovlen;
+	void *control;
+	uint64_t controllen;
+	int32_t flags;
+};
+
+/* ck_start_lazy creates the userfaultfd and passes it to the loader; on
+ * any failure the stub copies every page itself, as without uffd_dev. */
+static void ck_start_lazy(const struct ck_restore_args *a)
+{
+	struct {
+		uint64_t len;
+		int32_t level, type;
+		int32_t fd, pad;
+	} cmsg;
+	struct ck_iovec iov;
+	struct ck_msghdr msg;
+	char byte = 0;
+	long uffd, rc;
+
+	if (a->uffd_dev < 0)
+		return;
+	/* The loader always answers, with or without a userfaultfd, and
+	 * the stub waits for it: with --lazy it checks the image first if it
+	 * cannot load lazily. */
+	uffd = ck_sys(SYS_ioctl, a->uffd_dev, CK_USERFAULTFD_IOC_NEW, O_CLOEXEC | CK_O_NONBLOCK, 0, 0, 0);
+	memset(&msg, 0, sizeof(msg));
+	cmsg.len = 20; /* CMSG_LEN(sizeof(int)) */
+	cmsg.level = CK_SOL_SOCKET;
+	cmsg.type = CK_SCM_RIGHTS;
+	cmsg.fd = (int32_t)uffd;
+	cmsg.pad = 0;
+	iov.base = &byte;
+	iov.len = 1;
+	msg.iov = &iov;
+	msg.iovlen = 1;
+	if (uffd >= 0) {
+		msg.control = &cmsg;
+		msg.controllen = sizeof(cmsg);
+	}
+	rc = ck_sys(SYS_sendmsg, a->uffd_sock, &msg, 0, 0, 0, 0);
+	if (rc == 1 && ck_sys(SYS_recvfrom, a->uffd_sock, &byte, 1, 0, 0, 0) == 1 && byte == 1 && uffd >= 0)
+		ck_uffd = (int)uffd;
+	else if (uffd >= 0)
+		ck_sys(SYS_close, uffd, 0, 0, 0, 0, 0);
+	if (ck_uffd < 0)
+		ck_sys(SYS_close, a->uffd_sock, 0, 0, 0, 0, 0);
+	ck_sys(SYS_close, a->uffd_dev, 0, 0, 0, 0, 0);
+}
+
+/* ck_register_lazy hands an area's pages to the loader; false if it cannot,
+ * and the stub copies them. */
+static int ck_register_lazy(const struct ck_restore_area *ar)
+{
+	struct {
+		uint64_t start, len, mode, ioctls;
+	} reg = {ar->start, ar->end - ar->start, CK_UFFDIO_REGISTER_MODE_MISSING, 0};
+
+	if (ck_uffd < 0 || (ar->flags & CK_AREA_SHARED))
+		return 0;
+	return ck_sys(SYS_ioctl, ck_uffd, CK_UFFDIO_REGISTER, &reg, 0, 0, 0) == 0;
+}
+
 /* ck_copy_run copies one run into place.  Memory is always copied, never
  * mapped from the image: a private file mapping would change what
  * MADV_DONTNEED does there (the pages would read as the image's again, not
@@ -482,12 +573,23 @@ static void ck_restore_memory(const struct ck_restore_args *a)
 	const struct ck_restore_run *runs =
 		(const struct ck_restore_run *)((const char *)a + a->runs_off);
 
+	ck_start_lazy(a);
 	for (uint64_t i = 0; i < a->nareas; i++)
 		if (areas[i].kind != CK_KIND_VDSO && areas[i].kind != CK_KIND_VVAR &&
 		    areas[i].kind != CK_KIND_VVAR_VCLOCK)
 			ck_restore_area(a, &areas[i], runs);
 	if (a->scratch_len)
 		ck_sys(SYS_munmap, a->scratch_addr, a->scratch_len, 0, 0, 0, 0);
+	/* Every area is registered: the loader may start (before, a copy to
+	 * an area not registered yet would fail and be given up).  It holds
+	 * its own copy of the userfaultfd: registrations last until it
+	 * closes it, once every page is in place. */
+	if (ck_uffd >= 0) {
+		char go = 1;
+		ck_sys(SYS_write, a->uffd_sock, &go, 1, 0, 0, 0);
+		ck_sys(SYS_close, a->uffd_sock, 0, 0, 0, 0, 0);
+		ck_sys(SYS_close, ck_uffd, 0, 0, 0, 0, 0);
+	}
 }
 
 static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
@@ -504,8 +606,9 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
 	if (p != (long)ar->start)
 		ck_fail("mapping an image area", p);
-	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
-		ck_copy_run(a, &runs[r]);
+	if (ar->nruns == 0 || !ck_register_lazy(ar))
+		for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
+			ck_copy_run(a, &runs[r]);
 	if (prot != ar->prot) {
 		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
 		if (rc != 0)

@@ -115,4 +115,21 @@ if [[ $(id -u) == 0 ]]; then
 	refuse "$work/other.ckpt" "an image owned by another user" "$restart"
 	"$restart" --verify-only --force "$work/other.ckpt" >/dev/null || fail "--force did not accept another user's image"
 fi
-echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt"
+# --lazy starts the program before the data is checked; a damaged page is
+# found as it is loaded (at the latest by the background load), and the
+# program is killed: exit 2, naming the file.  --eager restores a good
+# image as the default does.
+cp "$work/plain.ckpt" lazy.ckpt
+printf '\x5a' | dd of=lazy.ckpt bs=1 seek=$((4096 + 100)) conv=notrunc status=none
+rc=0
+timeout 20 "$restart" --lazy "$work/lazy.ckpt" >lazy.out 2>lazy.err || rc=$?
+((rc == 2)) || fail "restart --lazy of a damaged image exited $rc, want 2: $(cat lazy.err)"
+grep -q "checksum mismatch" lazy.err && grep -qF "\"$work/lazy.ckpt\"" lazy.err ||
+	fail "restart --lazy said $(cat lazy.err)"
+"$restart" --eager --pid-file eager.pid "$work/plain.ckpt" >eager.out 2>eager.err &
+rpid=$!
+pids+=("$rpid")
+for _ in $(seq 600); do [[ $(grep -c . eager.out) -ge 2 ]] && break; sleep 0.05; done
+[[ $(grep -c . eager.out) -ge 2 ]] || fail "restart --eager did not run the program"
+kill -9 "$(cat eager.pid)" 2>/dev/null || true
+echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores"

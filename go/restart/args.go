@@ -11,8 +11,8 @@ import (
 // the C struct sizes, which the header checks with _Static_assert.
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
-	argsVersion = 2
-	argsSize    = 2496 // sizeof(struct ck_restore_args)
+	argsVersion = 3
+	argsSize    = 2504 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
@@ -36,8 +36,11 @@ type plan struct {
 	stacksLen   uint64
 	scratchAddr uint64
 	scratchLen  uint64
-	stubStart   uint64
-	stubEnd     uint64
+	// The stub's descriptors for lazy loading (lazy.go): -1, -1 to
+	// copy every page before the program runs.
+	uffdDev, uffdSock int32
+	stubStart         uint64
+	stubEnd           uint64
 }
 
 func argsBlobSize(im *image.Image) uint64 {
@@ -137,6 +140,8 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	w.u64(timersOff)
 	w.u64(p.scratchAddr)
 	w.u64(p.scratchLen)
+	w.u32(uint32(p.uffdDev))
+	w.u32(uint32(p.uffdSock))
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]

@@ -67,6 +67,15 @@ type Options struct {
 	Warn func(string)
 	// Started, if set, gets the restored program's PID as seen here.
 	Started func(pid int)
+	// Eager copies every page before the program runs, instead of
+	// loading pages as the program touches them and in the background
+	// (which needs userfaultfd: see lazy.go).  For images on slow or
+	// network storage, which a running program would wait on.
+	Eager bool
+	// Lazy starts the program without checking the image's data first:
+	// each run's CRC is checked as it is loaded, and a damaged run kills
+	// the program then.  Without userfaultfd it is ignored.
+	Lazy bool
 }
 
 func (o *Options) warn(msg string) {
@@ -96,6 +105,9 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 		progress = func(done uint64) { o.Progress(base+done, total) }
 	}
 	if len(im.Parents) == 0 && (!unpack || len(im.Segments) == 0) {
+		if unpack && o.Lazy && !o.Eager {
+			return im, fd, nil // the loader checks each run (Run falls back if it cannot)
+		}
 		if err := image.VerifyData(fdReader(fd), im, progress); err != nil {
 			unix.Close(fd)
 			return nil, -1, bad("%w", err)
@@ -296,7 +308,30 @@ func Run(path string, o *Options) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer unix.Close(fd)
+	ownFD := true // until it is passed to the stub, which closes ours
+	defer func() {
+		if ownFD {
+			unix.Close(fd)
+		}
+	}()
+	var lz *loader
+	if !o.Eager {
+		lz = newLoader(im, fd, o.Lazy)
+	}
+	if lz != nil {
+		defer lz.close()
+	}
+	if o.Lazy && len(im.Parents) == 0 && len(im.Segments) == 0 {
+		// Check now what the loader will not: everything if there is
+		// no loader, else shared memory and files' contents.
+		check := im
+		if lz != nil {
+			check = lz.notLoaded(im)
+		}
+		if err := image.VerifyData(fdReader(fd), check, nil); err != nil {
+			return 0, bad("%w", err)
+		}
+	}
 	if err := checkHost(im); err != nil {
 		return 0, err
 	}
@@ -329,6 +364,11 @@ func Run(path string, o *Options) (int, error) {
 		files[i].from = place(files[i].from)
 	}
 	imageAt := place(fd)
+	ownFD = false
+	if lz != nil {
+		p.uffdDev, p.uffdSock = int32(place(lz.dev)), int32(place(lz.stubSock))
+		lz.dev, lz.stubSock = -1, -1 // closed below, once the stub has them
+	}
 	argsFD, err := memfd("ckpt-restore-args", unix.MFD_CLOEXEC, nil)
 	if err != nil {
 		return 0, err
@@ -369,6 +409,10 @@ func Run(path string, o *Options) (int, error) {
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
 	}
+	if lz != nil {
+		lz.setKill(func() { proc.Kill() }) // the namespace's init: everything in it dies
+		lz.start()
+	}
 	if o.Started != nil {
 		go func() {
 			if pid, err := leaderPID(proc.Pid); err == nil {
@@ -392,6 +436,11 @@ func Run(path string, o *Options) (int, error) {
 			}
 			proc.Signal(sig)
 		case st := <-done:
+			if lz != nil {
+				if err := lz.wait(); err != nil {
+					return 0, bad("%w", err)
+				}
+			}
 			if st == nil {
 				return 1, fmt.Errorf("waiting for the restored process")
 			}

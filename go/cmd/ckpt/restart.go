@@ -13,10 +13,13 @@ import (
 )
 
 func restartCmd(args []string) (int, error) {
-	fs := newFlags("restart", "[--pid-file F] [--force] (IMAGE | --dir D)",
+	fs := newFlags("restart", "[--pid-file F] [--force] [--eager | --lazy] (IMAGE | --dir D)",
 		`Restarts a process from IMAGE, or from the newest complete image in D, with
 its original PID in new namespaces.  ckpt restart stays in the foreground,
-passes signals on, and exits with the program's status.
+passes signals on, and exits with the program's status.  The image is
+checked, then the program runs while its pages are loaded (with
+userfaultfd); --eager loads them all first (slow or network storage);
+--lazy starts at once and checks each part as it is loaded.
 
 Examples:
   ckpt restart hello.4242.ckpt
@@ -25,8 +28,13 @@ Examples:
 	pidFile := fs.String("pid-file", "", "write the restored program's PID to this file")
 	force := fs.Bool("force", false, "restore an image owned by another user")
 	quiet := fs.Bool("q", false, "no progress display")
+	eager := fs.Bool("eager", false, "copy every page before the program runs")
+	lazy := fs.Bool("lazy", false, "start at once; check each part of the image as it is loaded")
 	if err := parse(fs, args); err != nil {
 		return 0, err
+	}
+	if *eager && *lazy {
+		return 0, usageError{"--eager and --lazy do not go together"}
 	}
 	var path string
 	switch {
@@ -46,6 +54,7 @@ Examples:
 		path = filepath.Join(wd, path)
 	}
 	o := options(*force, *quiet, "checking "+filepath.Base(path))
+	o.Eager, o.Lazy = *eager, *lazy
 	if *pidFile != "" {
 		abs, err := filepath.Abs(*pidFile)
 		if err != nil {

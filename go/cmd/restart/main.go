@@ -1,6 +1,6 @@
 // Command restart brings a checkpointed process back from its image.
 //
-//	restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE
+//	restart [--pid-file FILE] [--verify-only] [--force] [--eager | --lazy] [-q] IMAGE
 //
 // The restored program runs with its original PID and thread IDs in new
 // user, PID and mount namespaces, with this command's standard input,
@@ -8,6 +8,13 @@
 // reach the program, and its exit status is the program's (128+N if signal
 // N killed it).  When the restore itself fails: 2 for a bad or incompatible
 // image (nothing was started), 1 for any other failure.
+//
+// The whole image is checked before the program starts.  Where
+// userfaultfd allows, the program then runs while its pages are loaded
+// (those it touches first); --eager copies them all before it runs, for
+// images on slow or network storage; --lazy starts it without checking
+// first and checks each part of the image as it is loaded, killing the
+// program (exit 2) if one is damaged.
 package main
 
 import (
@@ -27,8 +34,10 @@ func main() {
 	verifyOnly := flag.Bool("verify-only", false, "check the whole image and this machine, start nothing")
 	force := flag.Bool("force", false, "restore an image owned by another user")
 	quiet := flag.Bool("q", false, "no progress display")
+	eager := flag.Bool("eager", false, "copy every page before the program runs")
+	lazy := flag.Bool("lazy", false, "start at once; check each part of the image as it is loaded")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] [-q] IMAGE")
+		fmt.Fprintln(os.Stderr, "usage: restart [--pid-file FILE] [--verify-only] [--force] [--eager | --lazy] [-q] IMAGE")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -42,7 +51,11 @@ func main() {
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(wd, path)
 	}
-	o := &restart.Options{Force: *force,
+	if *eager && *lazy {
+		fmt.Fprintln(os.Stderr, "restart: --eager and --lazy do not go together")
+		os.Exit(2)
+	}
+	o := &restart.Options{Force: *force, Eager: *eager, Lazy: *lazy,
 		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "restart: warning: %s\n", msg) }}
 	if !*quiet && isTerminal(os.Stderr) {
 		o.Progress = restart.TerminalProgress(os.Stderr, "checking "+filepath.Base(path))

@@ -1,0 +1,518 @@
+package restart
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/ckpt/ckpt/go/image"
+	"golang.org/x/sys/unix"
+)
+
+// Lazy loading.  Instead of copying every page before the program runs,
+// the stub registers the program's private areas that hold data with a
+// userfaultfd and hands it to the loader here, in restart, which keeps
+// running next to the program anyway.  The loader answers page faults
+// first, a chunk around the faulting page, and copies everything else in
+// the background; once every page is in place it closes the userfaultfd
+// and the program's memory is ordinary anonymous memory, as after an
+// eager restore.  The memory is never mapped from the image, so
+// MADV_DONTNEED still gives zeros (see linker/stub.c, ck_copy_run).
+//
+// The program changes its memory map while pages are still missing, and
+// the loader must follow (CRIU's lazy-pages does the same): a range it
+// is told was discarded (MADV_DONTNEED, munmap) is not filled any more,
+// a moved range (mremap) is filled at its new address, and a forked child
+// gets its own userfaultfd with the pages still missing at the fork,
+// which a loader of its own fills.  Copies fail with EAGAIN while such an
+// event waits to be read, so nothing is ever filled from a stale map.
+//
+// It needs /dev/userfaultfd (or the stub cannot create one in its user
+// namespace) and CAP_SYS_PTRACE for fork events; without them the stub
+// copies every page as before.
+
+// Linux's userfaultfd interface (linux/userfaultfd.h), amd64.
+const (
+	uffdAPI            = 0xaa
+	uffdioAPI          = 0xc018aa3f
+	uffdioWake         = 0x8010aa02
+	uffdioCopy         = 0xc028aa03
+	uffdioZeropage     = 0xc020aa04
+	uffdFeatureFork    = 1 << 1
+	uffdFeatureRemap   = 1 << 2
+	uffdFeatureRemove  = 1 << 3
+	uffdFeatureUnmap   = 1 << 6
+	uffdEventPagefault = 0x12
+	uffdEventFork      = 0x13
+	uffdEventRemap     = 0x14
+	uffdEventRemove    = 0x15
+	uffdEventUnmap     = 0x16
+	uffdMsgSize        = 32
+)
+
+const (
+	faultChunk = 64 << 10 // loaded around a faulting page
+	loadChunk  = 1 << 20  // loaded at a time in the background
+)
+
+// piece is a stretch of pages still to load: len bytes at addr in the
+// program, from off in the image's data.
+type piece struct {
+	addr, len, off uint64
+	run            int // index in loader.runs
+}
+
+// lazyRun is an image run, for checking its CRC before its first page is
+// loaded (with --lazy, when the data was not checked before the start).
+type lazyRun struct {
+	off, len uint64
+	crc      uint32
+}
+
+// loader serves one restored program and the children it forks.
+type loader struct {
+	dev, stubSock, sock int // /dev/userfaultfd, the socket pair's two ends
+	data                []byte
+	pieces              []piece
+	runs                []lazyRun
+	checked             []atomic.Bool // runs whose CRC was checked, with verify
+	verify              bool
+	kill                func() // ends the restored program (setKill)
+
+	wg  sync.WaitGroup
+	mu  sync.Mutex
+	err error
+}
+
+// newLoader prepares lazy loading of im's private areas from dataFD, or
+// returns nil if this machine cannot do it (the stub then copies).  With
+// verify, each run's CRC is checked before any of its pages is loaded.
+func newLoader(im *image.Image, dataFD int, verify bool) *loader {
+	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify}
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		if !lazyArea(a) {
+			continue
+		}
+		for _, r := range a.Runs {
+			l.pieces = append(l.pieces, piece{addr: uint64(a.Start) + r.Page*image.PageSize,
+				len: r.Len(), off: r.FileOff, run: len(l.runs)})
+			l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC})
+		}
+	}
+	if len(l.pieces) == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Fstat(dataFD, &st) != nil || st.Size <= 0 {
+		return nil
+	}
+	data, err := unix.Mmap(dataFD, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	for _, p := range l.pieces {
+		if p.off+p.len > uint64(len(data)) {
+			unix.Munmap(data)
+			return nil
+		}
+	}
+	l.data = data
+	l.checked = make([]atomic.Bool, len(l.runs))
+	if l.dev, err = unix.Open("/dev/userfaultfd", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		l.close()
+		return nil
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.close()
+		return nil
+	}
+	l.sock, l.stubSock = fds[0], fds[1]
+	return l
+}
+
+// notLoaded returns im without the runs the loader loads (and checks).
+func (l *loader) notLoaded(im *image.Image) *image.Image {
+	rest := *im
+	rest.Areas = nil
+	for i := range im.Areas {
+		if a := &im.Areas[i]; !lazyArea(a) {
+			rest.Areas = append(rest.Areas, *a)
+		}
+	}
+	return &rest
+}
+
+// lazyArea reports whether the loader loads a's pages (the stub copies
+// shared memory itself).
+func lazyArea(a *image.Area) bool { return !a.Kind.Special() && a.Flags&image.AreaShared == 0 }
+
+// close releases what the loader holds in this process; the descriptors
+// passed to the stub are closed by whoever passed them.
+func (l *loader) close() {
+	for _, fd := range []int{l.dev, l.sock} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	l.dev, l.sock = -1, -1
+	if l.data != nil {
+		unix.Munmap(l.data)
+		l.data = nil
+	}
+}
+
+// start waits for the stub's userfaultfd and serves it on goroutines of
+// its own.  wait waits for them.
+func (l *loader) start() {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		uffd, err := l.receive()
+		if err != nil {
+			return // the stub copies every page itself
+		}
+		// Wait until the stub has registered every area.
+		if n, err := unix.Read(l.sock, make([]byte, 1)); n != 1 {
+			unix.Close(uffd)
+			l.fail(fmt.Errorf("the restore stub stopped before its memory was registered: %v", err))
+			return
+		}
+		l.serve(uffd, append([]piece(nil), l.pieces...))
+	}()
+}
+
+func (l *loader) wait() error {
+	l.wg.Wait()
+	l.close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// receive takes the userfaultfd from the stub, enables the events the
+// loader follows and tells the stub whether it serves.  When it does not
+// (the stub could not create one, or the kernel refuses the events), the
+// stub copies every page itself: with verify, the loader checks the image
+// first, while the stub waits.
+func (l *loader) receive() (int, error) {
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(l.sock, buf, oob, 0)
+	if err != nil || n != 1 {
+		return -1, fmt.Errorf("no word from the stub: %v", err)
+	}
+	uffd := -1
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+		if fds, err := unix.ParseUnixRights(&msgs[0]); err == nil && len(fds) == 1 {
+			uffd = fds[0]
+		}
+	}
+	api := struct{ api, features, ioctls uint64 }{uffdAPI,
+		uffdFeatureFork | uffdFeatureRemap | uffdFeatureRemove | uffdFeatureUnmap, 0}
+	if uffd >= 0 && ioctl(uffd, uffdioAPI, unsafe.Pointer(&api)) != nil {
+		unix.Close(uffd)
+		uffd = -1
+	}
+	if uffd < 0 && l.verify {
+		for _, r := range l.runs {
+			if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
+				err := fmt.Errorf("%w in the image's data at offset %#x", image.ErrChecksum, r.off)
+				l.fail(err)
+				return -1, err
+			}
+		}
+	}
+	reply := []byte{0}
+	if uffd >= 0 {
+		reply[0] = 1
+	}
+	if _, err := unix.Write(l.sock, reply); err != nil || uffd < 0 {
+		if uffd >= 0 {
+			unix.Close(uffd)
+		}
+		return -1, fmt.Errorf("not loading lazily")
+	}
+	return uffd, nil
+}
+
+// setKill tells the loader how to end the restored program if its image
+// turns out damaged while loading.
+func (l *loader) setKill(kill func()) {
+	l.mu.Lock()
+	l.kill = kill
+	l.mu.Unlock()
+}
+
+func (l *loader) fail(err error) {
+	l.mu.Lock()
+	first := l.err == nil
+	if first {
+		l.err = err
+	}
+	kill := l.kill
+	l.mu.Unlock()
+	if first && kill != nil {
+		kill()
+	}
+}
+
+func (l *loader) failed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err != nil
+}
+
+var errAgain = errors.New("the memory map is changing")
+
+// CKPT_LAZY_DEBUG=1 makes restart log every event and answer to stderr,
+// stamped with CLOCK_MONOTONIC milliseconds (to line up with a program's).
+var debugLazy = os.Getenv("CKPT_LAZY_DEBUG") != ""
+
+func debugf(format string, args ...any) {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	fmt.Fprintf(os.Stderr, "%d restart: lazy: "+format+"\n", append([]any{ts.Nano() / 1e6}, args...)...)
+}
+
+// serve loads pending into the process of uffd and answers its faults
+// until every page is in place, then closes uffd.
+func (l *loader) serve(uffd int, pending []piece) {
+	defer unix.Close(uffd)
+	var faults []uint64 // addresses waiting for an answer
+	var why error       // why serving ended early
+	if debugLazy {
+		debugf("serving uffd %d, %d pieces", uffd, len(pending))
+	}
+	defer func() {
+		if debugLazy {
+			debugf("uffd %d done, %d pieces left: %v", uffd, len(pending), why)
+		}
+		// The program would read zeros where pages are missing once
+		// uffd is closed: better dead than silently wrong.
+		if why != nil && !errors.Is(why, unix.ESRCH) && (len(pending) > 0 || len(faults) > 0) {
+			l.fail(fmt.Errorf("loading the program's memory stopped: %w", why))
+		}
+	}()
+	buf := make([]byte, 64*uffdMsgSize)
+	for (len(pending) > 0 || len(faults) > 0) && !l.failed() {
+		n, err := unix.Read(uffd, buf)
+		switch {
+		case n > 0:
+			for m := buf[:n-n%uffdMsgSize]; len(m) > 0; m = m[uffdMsgSize:] {
+				if pending, faults, err = l.event(m, pending, faults); err != nil {
+					return
+				}
+			}
+		case errors.Is(err, unix.EAGAIN):
+			if len(faults) == 0 {
+				pending, err = l.loadNext(uffd, pending)
+			}
+		case errors.Is(err, unix.EINTR):
+		default:
+			why = err
+			return // the process is gone
+		}
+		if errors.Is(err, unix.ESRCH) {
+			why = err
+			return
+		}
+		// Answer the faults, oldest first; EAGAIN: events first.
+		for len(faults) > 0 {
+			pending, err = l.fault(uffd, pending, faults[0])
+			if errors.Is(err, errAgain) {
+				break
+			}
+			if err != nil && !errors.Is(err, unix.ENOENT) { // ENOENT: unmapped meanwhile
+				why = err
+				return
+			}
+			faults = faults[1:]
+		}
+	}
+}
+
+// event handles one uffd_msg.
+func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []uint64, error) {
+	u64 := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&m[off])) }
+	if debugLazy && m[0] != uffdEventPagefault {
+		debugf("event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
+	}
+	switch m[0] {
+	case uffdEventPagefault:
+		if debugLazy {
+			debugf("fault %#x flags %#x", u64(16), u64(8))
+		}
+		faults = append(faults, u64(16)&^(image.PageSize-1))
+	case uffdEventFork:
+		child := int(*(*uint32)(unsafe.Pointer(&m[8])))
+		// Its pages are missing where the parent's were at the fork
+		// (copies to the parent fail with EAGAIN until this is read).
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.serve(child, append([]piece(nil), pending...))
+		}()
+	case uffdEventRemap:
+		pending = remap(pending, u64(8), u64(16), u64(24))
+	case uffdEventRemove, uffdEventUnmap:
+		pending = drop(pending, u64(8), u64(16))
+	}
+	return pending, faults, nil
+}
+
+// fault answers a fault at addr: a chunk around it if it is still to be
+// loaded, else a zero page (a page the image does not store, or one the
+// program discarded).
+func (l *loader) fault(uffd int, pending []piece, addr uint64) ([]piece, error) {
+	i := find(pending, addr)
+	if i < 0 {
+		z := struct {
+			start, len, mode uint64
+			zeropage         int64
+		}{addr, image.PageSize, 0, 0}
+		err := ioctl(uffd, uffdioZeropage, unsafe.Pointer(&z))
+		if debugLazy {
+			debugf("zero page %#x: %v", addr, err)
+		}
+		return pending, l.settle(uffd, err, addr, image.PageSize)
+	}
+	p := pending[i]
+	start := max(p.addr, addr&^(faultChunk-1))
+	end := min(p.addr+p.len, start+faultChunk)
+	return l.load(uffd, pending, start, end)
+}
+
+// loadNext loads the first chunk still pending.
+func (l *loader) loadNext(uffd int, pending []piece) ([]piece, error) {
+	p := pending[0]
+	return l.load(uffd, pending, p.addr, p.addr+min(p.len, loadChunk))
+}
+
+// load copies [start, end), which lies in one pending piece, into place
+// and takes it off pending.
+func (l *loader) load(uffd int, pending []piece, start, end uint64) ([]piece, error) {
+	p := pending[find(pending, start)]
+	if l.verify && !l.checked[p.run].Load() {
+		r := l.runs[p.run]
+		if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
+			err := fmt.Errorf("%w in the image's data at offset %#x, found while loading it "+
+				"(restarted with --lazy); the restored program was killed", image.ErrChecksum, r.off)
+			l.fail(err)
+			return pending, err
+		}
+		l.checked[p.run].Store(true)
+	}
+	src := l.data[p.off+(start-p.addr):]
+	c := struct {
+		dst, src, len, mode uint64
+		copied              int64
+	}{start, uint64(uintptr(unsafe.Pointer(&src[0]))), end - start, 0, 0}
+	err := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c))
+	for a := start; errors.Is(err, unix.EEXIST) && a < end; a += image.PageSize {
+		// Some page is there already (a zero page the program was
+		// given, say): load the others one by one.
+		c.dst, c.src, c.len = a, uint64(uintptr(unsafe.Pointer(&src[a-start]))), image.PageSize
+		if e := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c)); e != nil && !errors.Is(e, unix.EEXIST) {
+			err = e
+		}
+	}
+	if err = l.settle(uffd, err, start, end-start); err != nil && !errors.Is(err, unix.ENOENT) {
+		return pending, err
+	}
+	return drop(pending, start, end), nil
+}
+
+// settle sorts out how a copy or zero-page answer went: an existing page
+// only needs its waiters woken; EAGAIN means events must be read first;
+// ENOENT (the range is gone) is the caller's to handle; ESRCH ends
+// serving; anything else is a failure.
+func (l *loader) settle(uffd int, err error, addr, n uint64) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		r := struct{ start, len uint64 }{addr, n}
+		ioctl(uffd, uffdioWake, unsafe.Pointer(&r))
+		return nil
+	case errors.Is(err, unix.EAGAIN):
+		return errAgain
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
+		if debugLazy {
+			debugf("uffd %d at %#x+%#x: %v", uffd, addr, n, err)
+		}
+		return err
+	}
+	err = fmt.Errorf("loading the program's memory at %#x: %w", addr, err)
+	l.fail(err)
+	return err
+}
+
+func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+		if e != unix.EINTR {
+			if e != 0 {
+				return e
+			}
+			return nil
+		}
+	}
+}
+
+// find returns the index of the piece of ps (sorted by address) that holds
+// addr, or -1.
+func find(ps []piece, addr uint64) int {
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].addr+ps[i].len > addr })
+	if i < len(ps) && ps[i].addr <= addr {
+		return i
+	}
+	return -1
+}
+
+// cut splits the piece that holds addr inside it, so that a piece starts at
+// addr.
+func cut(ps []piece, addr uint64) []piece {
+	i := find(ps, addr)
+	if i < 0 || ps[i].addr == addr {
+		return ps
+	}
+	p := ps[i]
+	head, tail := p, p
+	head.len = addr - p.addr
+	tail.addr, tail.len, tail.off = addr, p.len-head.len, p.off+head.len
+	ps[i] = head
+	return append(ps[:i+1], append([]piece{tail}, ps[i+1:]...)...)
+}
+
+// drop takes [start, end) off ps.
+func drop(ps []piece, start, end uint64) []piece {
+	ps = cut(cut(ps, start), end)
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].addr >= start })
+	j := sort.Search(len(ps), func(i int) bool { return ps[i].addr >= end })
+	if i == 0 {
+		return ps[j:] // the common case, loading in order: no copying
+	}
+	return append(ps[:i], ps[j:]...)
+}
+
+// remap moves what is pending in [from, from+n) to to.
+func remap(ps []piece, from, to, n uint64) []piece {
+	ps = cut(cut(ps, from), from+n)
+	var moved []piece
+	for _, p := range ps {
+		if p.addr >= from && p.addr < from+n {
+			p.addr = p.addr - from + to
+			moved = append(moved, p)
+		}
+	}
+	ps = drop(ps, from, from+n)
+	ps = drop(ps, to, to+n) // nothing is pending where it lands
+	ps = append(ps, moved...)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].addr < ps[j].addr })
+	return ps
+}
