@@ -550,26 +550,54 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 // copies it there at the same offsets (an image without segments).
 func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
 	runs := im.ownRuns()
-	return parallel(len(runs), done, func(i int, buf *[]byte) (uint64, error) {
-		run, crc := runs[i].run, uint32(0)
-		b := grow(buf, min(run.Len(), 4<<20))
-		for off := uint64(0); off < run.Len(); {
-			n := min(uint64(len(b)), run.Len()-off)
-			if _, err := r.ReadAt(b[:n], int64(run.FileOff+off)); err != nil {
+	// Runs that lie back to back in the file are read in blocks of up to
+	// blockLen (one read for thousands of one-page runs), a longer run
+	// on its own, piece by piece.
+	const blockLen = 4 << 20
+	type block struct{ first, end int } // runs[first:end]
+	var blocks []block
+	for i := 0; i < len(runs); {
+		j, n := i+1, runs[i].run.Len()
+		for j < len(runs) && n+runs[j].run.Len() <= blockLen &&
+			runs[j].run.FileOff == runs[j-1].run.FileOff+runs[j-1].run.Len() {
+			n += runs[j].run.Len()
+			j++
+		}
+		blocks = append(blocks, block{i, j})
+		i = j
+	}
+	return parallel(len(blocks), done, func(k int, buf *[]byte) (uint64, error) {
+		bl := blocks[k]
+		start := runs[bl.first].run.FileOff
+		total := runs[bl.end-1].run.FileOff + runs[bl.end-1].run.Len() - start
+		b := grow(buf, min(total, blockLen))
+		i, crc, at := bl.first, uint32(0), start // the run being checked, its CRC so far, where it is up to
+		for off := uint64(0); off < total; {
+			n := min(uint64(len(b)), total-off)
+			if _, err := r.ReadAt(b[:n], int64(start+off)); err != nil {
 				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(), err)
 			}
-			crc = ChecksumUpdate(crc, b[:n])
 			if out != nil {
-				if _, err := out.WriteAt(b[:n], int64(run.FileOff+off)); err != nil {
+				if _, err := out.WriteAt(b[:n], int64(start+off)); err != nil {
 					return 0, fmt.Errorf("copying the data of %s: %w", runs[i].what(), err)
+				}
+			}
+			for p := b[:n]; len(p) > 0; {
+				run := runs[i].run
+				m := min(uint64(len(p)), run.FileOff+run.Len()-at)
+				crc = ChecksumUpdate(crc, p[:m])
+				p, at = p[m:], at+m
+				if at == run.FileOff+run.Len() {
+					if crc != run.CRC {
+						return 0, fmt.Errorf("%w in the data of %s at file offset %#x",
+							ErrChecksum, runs[i].what(), run.FileOff)
+					}
+					i, crc = i+1, 0
 				}
 			}
 			off += n
 		}
-		if crc != run.CRC {
-			return 0, fmt.Errorf("%w in the data of %s at file offset %#x", ErrChecksum, runs[i].what(), run.FileOff)
-		}
-		return run.Len(), nil
+		return total, nil
 	})
 }
 

@@ -93,6 +93,15 @@ type loader struct {
 // verify, each run's CRC is checked before any of its pages is loaded.
 func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify}
+	n := 0
+	for i := range im.Areas {
+		if lazyArea(&im.Areas[i]) {
+			n += len(im.Areas[i].Runs)
+		}
+	}
+	// Sized once: fresh memory is slow to touch, and there may be
+	// hundreds of thousands of runs (every other page zero).
+	l.pieces, l.runs = make([]piece, 0, n), make([]lazyRun, 0, n)
 	for i := range im.Areas {
 		a := &im.Areas[i]
 		if !lazyArea(a) {

@@ -10,12 +10,14 @@
 // For each size (MiB of heap) and mode it reports the pause and the whole
 // checkpoint time (from the library's own report) against writing as many
 // bytes with fsync ("dd"), the image size, and the time from starting
-// restart until the program runs its own code again ("run", every checksum
-// checked and every page copied); the restored program must then pass its
-// own check of all its memory.  The baselines, measured in the same run in
-// DIR: one read of the image from the page cache ("read") and a memory copy
-// of the image's size into fresh memory ("copy", the floor of a restore
-// that copies).
+// restart until the program runs its own code again: "run" by default
+// (every checksum checked first, pages loaded as the program runs, with
+// userfaultfd), "lazy" with --lazy (nothing checked first) and "eager" with
+// --eager (every page copied first); each restored program must then pass
+// its own check of all its memory.  The baselines, measured in the same run
+// in DIR: one read of the image from the page cache ("read") and a memory
+// copy of the image's size into fresh memory ("copy", the floor of a
+// restore that copies).
 //
 // A second table does the same with compressed images (CKPT_COMPRESS=1) for
 // the modes in --zmodes ("text": pages that compress about 2:1), against
@@ -53,9 +55,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %6s %8s %6s %8s\n",
+	fmt.Printf("%-6s %-8s %8s %7s %6s %7s %9s %7s %6s %8s %7s %7s %6s %10s\n",
 		"MiB", "mode", "pause ms", "ckpt s", "dd s", "ckpt/dd", "image MiB",
-		"run s", "read s", "run/read", "copy s", "run/copy")
+		"run s", "read s", "run/read", "lazy s", "eager s", "copy s", "eager/copy")
 	if *sizes == "" {
 		return
 	}
@@ -120,6 +122,14 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 		return "", err
 	}
 	if plain {
+		lazy, err := restartTime(root, ck.image, "--lazy")
+		if err != nil {
+			return "", err
+		}
+		eager, err := restartTime(root, ck.image, "--eager")
+		if err != nil {
+			return "", err
+		}
 		dd, err := writeBaseline(filepath.Join(work, "dd"), ck.size)
 		if err != nil {
 			return "", err
@@ -129,9 +139,10 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 			return "", err
 		}
 		cp := copyBaseline(ck.size)
-		fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %6.3f %8.2f\n",
+		fmt.Printf("%-6s %-8s %8.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %7.3f %7.3f %6.3f %10.2f\n",
 			size, mode, ck.pause, ck.total, dd.Seconds(), ck.total/dd.Seconds(), mib(ck.size),
-			run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), cp.Seconds(), run.Seconds()/cp.Seconds())
+			run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), lazy.Seconds(), eager.Seconds(),
+			cp.Seconds(), eager.Seconds()/cp.Seconds())
 	}
 	if !zstd {
 		return "", nil
@@ -208,9 +219,9 @@ func checkpoint(root, work, size, mode string, env ...string) (checkpointed, err
 // its own code again (its first "wake" line: the restored thread left the
 // library's signal handler), after making sure that the program's next
 // check of all its memory passes.
-func restartTime(root, image string) (time.Duration, error) {
+func restartTime(root, image string, flags ...string) (time.Duration, error) {
 	start := time.Now()
-	rs := exec.Command(filepath.Join(root, "restart"), "-q", image)
+	rs := exec.Command(filepath.Join(root, "restart"), append(append([]string{"-q"}, flags...), image)...)
 	rout, _ := rs.StdoutPipe()
 	if err := rs.Start(); err != nil {
 		return 0, err
