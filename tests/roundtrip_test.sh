@@ -13,7 +13,11 @@
 #     restart passes signals on and exits 137 when the program is killed;
 #   - with RESTARTS=N, the first image restarts N times, each the same way;
 #   - with CKPT_COMPRESS=1 (passed to the program), every image is
-#     compressed.
+#     compressed;
+#   - with EARLY=1, each restored process is also checkpointed as soon as it
+#     exists (the request waits, blocked, until it runs), while restart is
+#     still loading its memory: the snapshot child is a fork the loader
+#     must serve too.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
@@ -82,9 +86,10 @@ restore() {
 	"$restart" --pid-file "$name.pid" "$img" >"$out" 2>"$err" &
 	rpid=$!
 	pids+=("$rpid")
-	wait_for at_least . "$out" 3 || fail "$name: the restored program did not tick"
 	wait_for test -s "$name.pid" || fail "$name: restart --pid-file wrote nothing"
 	hpid=$(cat "$name.pid")
+	[[ ${EARLY:-0} == 1 ]] && kill -USR2 "$hpid"
+	wait_for at_least . "$out" 3 || fail "$name: the restored program did not tick"
 	pids+=("$hpid")
 	first=$(first_field "$out")
 	((first - 1 >= before && first - 1 <= after)) ||
@@ -120,7 +125,8 @@ for ((g = 1; g <= gens; g++)); do
 	target=$hpid
 	((g == 1)) && target=$rpid
 	kill -USR2 "$target"
-	wait_for grep -q "ckpt: wrote" "$err" || fail "gen$g: the restored process wrote no image"
+	wait_for at_least "ckpt: wrote" "$err" $((${EARLY:-0} == 1 ? 2 : 1)) ||
+		fail "gen$g: the restored process wrote no image"
 	compressed "$err"
 	after=$(last_field "$out")
 	finish "gen$g"

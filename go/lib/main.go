@@ -88,6 +88,7 @@ func programName() string {
 func coordinate(fd int, cfg *config) {
 	runtime.LockOSThread()
 	var b [1]byte
+	restored := false // since the last checkpoint: restart may still load pages
 	for {
 		n, err := unix.Read(fd, b[:])
 		if errors.Is(err, unix.EINTR) {
@@ -96,6 +97,10 @@ func coordinate(fd int, cfg *config) {
 		if err != nil || n != len(b) {
 			logf(cfg, "ckpt: wake pipe failed (%v); checkpoints are disabled\n", err)
 			return
+		}
+		if restored {
+			waitLoaded()
+			restored = false
 		}
 		child := int(C.ckpt_snapshot())
 		switch {
@@ -106,6 +111,7 @@ func coordinate(fd int, cfg *config) {
 			// snapshot was taken before it, so what the chain
 			// remembers is older than the image: start a new one.
 			chain = chainState{}
+			restored = true
 		default:
 			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
