@@ -45,7 +45,7 @@ struct ck_restore_info ckpt_restore_info;
 int64_t ckpt_pause_ns;
 
 static int ck_busy;		/* a snapshot is being taken or written */
-static int ck_pending;		/* a trigger arrived meanwhile */
+static int ck_pending;		/* CK_REQ and the options of triggers meanwhile */
 static uint32_t ck_frozen;	/* threads stopped in ck_freeze_handler */
 static uint32_t ck_thaw;	/* bumped to release them */
 static uint32_t ck_slots;	/* next free ckpt_state.threads[] entry */
@@ -75,12 +75,13 @@ void ck_handler(int sig, siginfo_t *si, void *uc)
 	(void)sig;
 	(void)uc;
 	/* Options for this checkpoint come as the value of a queued signal.
-	 * A trigger coalesced into a pending one loses them. */
+	 * Triggers that come while one is served are served by one more
+	 * checkpoint after it, with all of their options. */
 	if (si != NULL && si->si_code == SI_QUEUE)
 		c |= si->si_value.sival_int & CK_REQ_OPTIONS;
-	__atomic_store_n(&ck_pending, 1, __ATOMIC_SEQ_CST);
+	__atomic_or_fetch(&ck_pending, c, __ATOMIC_SEQ_CST);
 	if (!__atomic_exchange_n(&ck_busy, 1, __ATOMIC_SEQ_CST)) {
-		__atomic_store_n(&ck_pending, 0, __ATOMIC_SEQ_CST);
+		c = (char)(__atomic_exchange_n(&ck_pending, 0, __ATOMIC_SEQ_CST) | c);
 		if (write(ckpt_wake_fd[1], &c, 1) != 1) {
 			__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
 			ck_log("ckpt: cannot wake the checkpoint writer; checkpoint skipped\n");
@@ -91,9 +92,16 @@ void ck_handler(int sig, siginfo_t *si, void *uc)
 
 void ckpt_finish(void)
 {
+	int pending;
+
 	__atomic_store_n(&ck_busy, 0, __ATOMIC_SEQ_CST);
-	if (__atomic_exchange_n(&ck_pending, 0, __ATOMIC_SEQ_CST))
+	pending = __atomic_exchange_n(&ck_pending, 0, __ATOMIC_SEQ_CST);
+	if (pending & CK_REQ_OPTIONS) {
+		union sigval v = {.sival_int = pending & CK_REQ_OPTIONS};
+		sigqueue(getpid(), ck_trigger, v);
+	} else if (pending) {
 		syscall(SYS_kill, syscall(SYS_getpid), ck_trigger);
+	}
 }
 
 /* ---- 2: the freeze -------------------------------------------------------- */

@@ -8,7 +8,7 @@
 #     full again and the old chain's files are removed;
 #   - the newest incremental image restarts where it was taken and the
 #     program's check of all its memory passes; so does each parent;
-#   - ckpt verify checks the parents' pages; a parent with a flipped bit, a
+#   - ckpt verify checks the parents' pages; a parent with damaged pages, a
 #     missing one, or another image in its place makes verify and restart
 #     refuse the image (exit 2, naming the parent) without running anything.
 set -euo pipefail

@@ -550,22 +550,7 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 // copies it there at the same offsets (an image without segments).
 func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
 	runs := im.ownRuns()
-	// Runs that lie back to back in the file are read in blocks of up to
-	// blockLen (one read for thousands of one-page runs), a longer run
-	// on its own, piece by piece.
-	const blockLen = 4 << 20
-	type block struct{ first, end int } // runs[first:end]
-	var blocks []block
-	for i := 0; i < len(runs); {
-		j, n := i+1, runs[i].run.Len()
-		for j < len(runs) && n+runs[j].run.Len() <= blockLen &&
-			runs[j].run.FileOff == runs[j-1].run.FileOff+runs[j-1].run.Len() {
-			n += runs[j].run.Len()
-			j++
-		}
-		blocks = append(blocks, block{i, j})
-		i = j
-	}
+	blocks := blocksOf(runs)
 	return parallel(len(blocks), done, func(k int, buf *[]byte) (uint64, error) {
 		bl := blocks[k]
 		start := runs[bl.first].run.FileOff
@@ -599,6 +584,30 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 		}
 		return total, nil
 	})
+}
+
+// blockLen bounds what copyRuns reads at once.
+const blockLen = 4 << 20
+
+// block is runs[first:end] of a list of runs.
+type block struct{ first, end int }
+
+// blocksOf groups runs that lie back to back in the file into blocks of up
+// to blockLen bytes (one read for thousands of one-page runs); a longer run
+// is a block of its own.
+func blocksOf(runs []namedRun) []block {
+	var blocks []block
+	for i := 0; i < len(runs); {
+		j, n := i+1, runs[i].run.Len()
+		for j < len(runs) && n+runs[j].run.Len() <= blockLen &&
+			runs[j].run.FileOff == runs[j-1].run.FileOff+runs[j-1].run.Len() {
+			n += runs[j].run.Len()
+			j++
+		}
+		blocks = append(blocks, block{i, j})
+		i = j
+	}
+	return blocks
 }
 
 // Unpack checks the page data the image holds itself as VerifyData does

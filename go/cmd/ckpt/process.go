@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ckpt/ckpt/go/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,9 +114,11 @@ func identity(path string) (ino uint64, ok bool) {
 const reqCompress = 2
 
 // checkpoint triggers t, with options (req* bits) if any, and, if wait,
-// waits until a new image is in place.
+// waits until an image that serves the request is in place (one that was
+// being written when the request came does not count).
 func (t *target) checkpoint(options int32, wait bool, timeout time.Duration) error {
 	before, had := identity(t.image)
+	sent := time.Now().UnixNano()
 	if err := sigqueue(t.pid, t.signal, options); err != nil {
 		return fmt.Errorf("signalling process %d: %w", t.pid, err)
 	}
@@ -125,7 +128,10 @@ func (t *target) checkpoint(options int32, wait bool, timeout time.Duration) err
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if now, ok := identity(t.image); ok && (!had || now != before) {
-			return nil
+			if servedBy(t.image, sent, options) {
+				return nil
+			}
+			before, had = now, true
 		}
 		if syscall.Kill(t.pid, 0) != nil {
 			return fmt.Errorf("process %d ended before its image %q was written", t.pid, t.image)
@@ -151,4 +157,20 @@ func sigqueue(pid int, sig syscall.Signal, value int32) error {
 		return errno
 	}
 	return nil
+}
+
+// servedBy reports whether the image at path serves a request sent at Unix
+// time ns with options: taken at or after it, and compressed if asked.
+func servedBy(path string, ns int64, options int32) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	im, _, err := image.Read(f, fi.Size())
+	return err == nil && im.Process.Created >= ns && (options&reqCompress == 0 || len(im.Segments) > 0)
 }
