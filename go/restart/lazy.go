@@ -307,7 +307,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 			l.fail(fmt.Errorf("loading the program's memory stopped: %w", why))
 		}
 	}()
-	buf := make([]byte, 64*uffdMsgSize)
+	buf, staging := make([]byte, 64*uffdMsgSize), make([]byte, loadChunk)
 	for (len(pending) > 0 || len(faults) > 0) && !l.failed() {
 		n, err := unix.Read(uffd, buf)
 		switch {
@@ -319,7 +319,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 			}
 		case errors.Is(err, unix.EAGAIN):
 			if len(faults) == 0 {
-				pending, err = l.loadNext(uffd, pending)
+				pending, err = l.loadNext(uffd, pending, staging)
 			}
 		case errors.Is(err, unix.EINTR):
 		default:
@@ -397,24 +397,81 @@ func (l *loader) fault(uffd int, pending []piece, addr uint64) ([]piece, error) 
 }
 
 // loadNext loads the first chunk still pending.
-func (l *loader) loadNext(uffd int, pending []piece) ([]piece, error) {
+func (l *loader) loadNext(uffd int, pending []piece, staging []byte) ([]piece, error) {
 	p := pending[0]
+	if p.len < loadChunk/2 && len(pending) > 1 && pending[1].addr < p.addr+loadChunk {
+		// Small pieces close together (every other page zero, say):
+		// one copy for all of them, zeros in between.
+		rest, end, err := l.loadWindow(uffd, pending, staging)
+		if err == nil || errors.Is(err, errAgain) {
+			return rest, err
+		}
+		// Piece by piece, the whole window (not to try it again).
+		for err = nil; err == nil && len(pending) > 0 && pending[0].addr < end; {
+			p := pending[0]
+			pending, err = l.load(uffd, pending, p.addr, p.addr+p.len)
+		}
+		return pending, err
+	}
 	return l.load(uffd, pending, p.addr, p.addr+min(p.len, loadChunk))
+}
+
+// loadWindow copies the pending pieces that fit whole in the loadChunk
+// bytes from the first one, with zeros between them, in one UFFDIO_COPY
+// through staging.  Zeros are what those pages hold anyway: pages the
+// image does not store, or pages the program gave back.  It fails if any
+// page of the window is there already or the window spans two mappings;
+// the caller then loads piece by piece.
+func (l *loader) loadWindow(uffd int, pending []piece, staging []byte) ([]piece, uint64, error) {
+	start, end, n := pending[0].addr, pending[0].addr, 0
+	for n < len(pending) && pending[n].addr+pending[n].len <= start+loadChunk {
+		if err := l.check(pending[n]); err != nil {
+			return pending, end, err
+		}
+		end = pending[n].addr + pending[n].len
+		n++
+	}
+	w := staging[:end-start]
+	clear(w)
+	for _, p := range pending[:n] {
+		copy(w[p.addr-start:], l.data[p.off:p.off+p.len])
+	}
+	c := struct {
+		dst, src, len, mode uint64
+		copied              int64
+	}{start, uint64(uintptr(unsafe.Pointer(&w[0]))), end - start, 0, 0}
+	if err := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c)); err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			return pending, end, errAgain
+		}
+		return pending, end, err
+	}
+	return pending[n:], end, nil
+}
+
+// check checks the CRC of p's run before its first page is loaded, with
+// --lazy; a damaged run ends the program.
+func (l *loader) check(p piece) error {
+	if !l.verify || l.checked[p.run].Load() {
+		return nil
+	}
+	r := l.runs[p.run]
+	if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
+		err := fmt.Errorf("%w in the image's data at offset %#x, found while loading it "+
+			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, r.off)
+		l.fail(err)
+		return err
+	}
+	l.checked[p.run].Store(true)
+	return nil
 }
 
 // load copies [start, end), which lies in one pending piece, into place
 // and takes it off pending.
 func (l *loader) load(uffd int, pending []piece, start, end uint64) ([]piece, error) {
 	p := pending[find(pending, start)]
-	if l.verify && !l.checked[p.run].Load() {
-		r := l.runs[p.run]
-		if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
-			err := fmt.Errorf("%w in the image's data at offset %#x, found while loading it "+
-				"(restarted with --lazy); the restored program was killed", image.ErrChecksum, r.off)
-			l.fail(err)
-			return pending, err
-		}
-		l.checked[p.run].Store(true)
+	if err := l.check(p); err != nil {
+		return pending, err
 	}
 	src := l.data[p.off+(start-p.addr):]
 	c := struct {
