@@ -13,7 +13,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/ckpt/ckpt/go/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -162,15 +161,6 @@ func sigqueue(pid int, sig syscall.Signal, value int32) error {
 // servedBy reports whether the image at path serves a request sent at Unix
 // time ns with options: taken at or after it, and compressed if asked.
 func servedBy(path string, ns int64, options int32) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	im, _, err := image.Read(f, fi.Size())
+	im, err := readMeta(path)
 	return err == nil && im.Process.Created >= ns && (options&reqCompress == 0 || len(im.Segments) > 0)
 }

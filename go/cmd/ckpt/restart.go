@@ -100,15 +100,22 @@ func newestImage(dir string) (string, error) {
 }
 
 func intact(path string) bool {
+	_, err := readMeta(path)
+	return err == nil
+}
+
+// readMeta reads and checks the header and metadata of the image at path
+// (not its data).
+func readMeta(path string) (*image.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false
+		return nil, err
 	}
-	_, _, err = image.Read(f, fi.Size())
-	return err == nil
+	im, _, err := image.Read(f, fi.Size())
+	return im, err
 }
