@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -388,6 +389,9 @@ func Run(path string, o *Options) (int, error) {
 		attrFiles[at] = os.NewFile(uintptr(ours), "restore-"+strconv.Itoa(at))
 	}
 	applyProcessState(&im.Process, o.warn)
+	// Pdeathsig (below) fires when the thread that started the stub
+	// ends; Go ends a thread only when a goroutine locked to it returns.
+	runtime.LockOSThread()
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
@@ -401,6 +405,11 @@ func Run(path string, o *Options) (int, error) {
 			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 			GidMappingsEnableSetgroups: false,
 			Setpgid:                    false,
+			// If restart dies, so does everything it restored: a
+			// program still being loaded (lazy.go) would otherwise
+			// read zeros where its pages are missing.  The signal
+			// comes when the forking thread exits, so Run keeps it.
+			Pdeathsig: syscall.SIGKILL,
 		}})
 	for at := range child {
 		attrFiles[at].Close()
