@@ -118,7 +118,7 @@ fi
 # --lazy starts the program before the data is checked; a damaged page is
 # found as it is loaded (at the latest by the background load), and the
 # program is killed: exit 2, naming the file.  --eager restores a good
-# image as the default does.
+# image as the default does; killing restart kills the program.
 cp "$work/plain.ckpt" lazy.ckpt
 printf '\x5a' | dd of=lazy.ckpt bs=1 seek=$((4096 + 100)) conv=notrunc status=none
 rc=0
@@ -131,5 +131,9 @@ rpid=$!
 pids+=("$rpid")
 for _ in $(seq 600); do [[ $(grep -c . eager.out) -ge 2 ]] && break; sleep 0.05; done
 [[ $(grep -c . eager.out) -ge 2 ]] || fail "restart --eager did not run the program"
-kill -9 "$(cat eager.pid)" 2>/dev/null || true
-echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores"
+# When restart dies, the program it restored dies with it.
+epid=$(cat eager.pid)
+kill -9 "$rpid"
+gone() { ! kill -0 "$epid" 2>/dev/null; }
+wait_for gone || fail "the restored program outlived restart"
+echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores; the program dies with restart"
