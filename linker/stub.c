@@ -885,8 +885,13 @@ static void ck_restore_posix_timers(const struct ck_restore_args *a)
 		rc = ck_sys(SYS_timer_create, t[i].clock, &sev, &id, 0, 0, 0);
 		if (rc != 0 || id != t[i].id)
 			ck_fail("recreating a POSIX timer", rc ? rc : id);
-		if (t[i].value_sec != 0 || t[i].value_nsec != 0) {
-			rc = ck_sys(SYS_timer_settime, id, 0, &t[i].interval_sec, 0, 0, 0);
+		struct {
+			int64_t interval_sec, interval_nsec, value_sec, value_nsec;
+		} its = {t[i].interval_sec, t[i].interval_nsec, t[i].value_sec, t[i].value_nsec};
+		if (its.value_sec == 0 && its.value_nsec == 0 && (its.interval_sec != 0 || its.interval_nsec != 0))
+			its.value_nsec = 1; /* expired, its signal pending: see ck_restore_timers */
+		if (its.value_sec != 0 || its.value_nsec != 0) {
+			rc = ck_sys(SYS_timer_settime, id, 0, &its, 0, 0, 0);
 			if (rc != 0)
 				ck_fail("arming a POSIX timer", rc);
 		}
@@ -898,11 +903,17 @@ static void ck_restore_posix_timers(const struct ck_restore_args *a)
 static void ck_restore_timers(const struct ck_restore_args *a)
 {
 	for (int which = 0; which < 3; which++) {
-		const struct ck_itimer *t = &a->itimer[which];
+		struct ck_itimer t = a->itimer[which];
 		long rc;
-		if (t->value_sec == 0 && t->value_usec == 0)
+		/* A periodic timer that had just expired reads 0 left: the
+		 * kernel re-arms it only when its signal, pending at the
+		 * snapshot, is taken, and pending signals are not restored.
+		 * Fire it at once instead, and it goes on. */
+		if (t.value_sec == 0 && t.value_usec == 0 && (t.interval_sec != 0 || t.interval_usec != 0))
+			t.value_usec = 1;
+		if (t.value_sec == 0 && t.value_usec == 0)
 			continue;
-		rc = ck_sys(SYS_setitimer, which, t, 0, 0, 0, 0);
+		rc = ck_sys(SYS_setitimer, which, &t, 0, 0, 0, 0);
 		if (rc != 0)
 			ck_fail("restoring an interval timer", rc);
 	}

@@ -124,7 +124,7 @@ for ((g = 1; g <= gens; g++)); do
 	before=$(last_field "$out")
 	target=$hpid
 	((g == 1)) && target=$rpid
-	kill -USR2 "$target"
+	kill -USR2 "$target" || fail "gen$g: the restored process is gone before its checkpoint"
 	wait_for at_least "ckpt: wrote" "$err" $((${EARLY:-0} == 1 ? 2 : 1)) ||
 		fail "gen$g: the restored process wrote no image"
 	compressed "$err"
