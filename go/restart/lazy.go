@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,8 @@ func (l *loader) start() {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer l.catchFault()
 		uffd, err := l.receive()
 		if err != nil {
 			return // the stub copies every page itself
@@ -249,6 +252,16 @@ func (l *loader) receive() (int, error) {
 	return uffd, nil
 }
 
+// catchFault turns a fault reading the mapped image (a file cut short
+// under restart) into a failure that ends the program, instead of a crash
+// of restart; deferred by the goroutines that read l.data.
+func (l *loader) catchFault() {
+	if recover() != nil {
+		l.fail(fmt.Errorf("%w: the image changed (cut short?) while it was being loaded; "+
+			"the restored program was killed", image.ErrTruncated))
+	}
+}
+
 // setKill tells the loader how to end the restored program if its image
 // turns out damaged while loading.
 func (l *loader) setKill(kill func()) {
@@ -292,6 +305,7 @@ func debugf(format string, args ...any) {
 // until every page is in place, then closes uffd.
 func (l *loader) serve(uffd int, pending []piece) {
 	defer unix.Close(uffd)
+	defer l.catchFault()
 	var faults []uint64 // addresses waiting for an answer
 	var why error       // why serving ended early
 	if debugLazy {
@@ -364,6 +378,7 @@ func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []u
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 			l.serve(child, append([]piece(nil), pending...))
 		}()
 	case uffdEventRemap:
