@@ -36,9 +36,6 @@ func (t *Tracker) Clear() {
 	t.pages = nil
 }
 
-// Len is the number of pages tracked.
-func (t *Tracker) Len() int { return len(t.pages) }
-
 // tracking is one checkpoint's use of trackers: the last one (nil for a
 // full checkpoint) and the one being built.
 type tracking struct {

@@ -513,7 +513,7 @@ func (im *Image) runs() []namedRun {
 // checkRuns checks that runs lie in order inside pages pages and that the
 // data of those in this image follows *nextFile back to back, below
 // dataEnd; it advances *nextFile.  A parent's data is checked against the
-// parent when it is read (Flatten).
+// parent when it is read (Gather).
 func (im *Image) checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error {
 	var nextPage uint64
 	for j, r := range runs {
@@ -586,7 +586,7 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 	})
 }
 
-// blockLen bounds what copyRuns reads at once.
+// blockLen bounds what copyRuns and Gather read at once.
 const blockLen = 4 << 20
 
 // block is runs[first:end] of a list of runs.
@@ -688,7 +688,7 @@ func (im *Image) Gather(parents []io.ReaderAt, ends []uint64, out io.WriterAt, e
 		if int(k) >= len(parents) || r.FileOff+r.Len() > ends[k] {
 			return 0, corrupt("pages at %#x of parent %d (%q) lie beyond its data", r.FileOff, k+1, im.Parents[k].Name)
 		}
-		b, crc := grow(buf, min(r.Len(), 4<<20)), uint32(0)
+		b, crc := grow(buf, min(r.Len(), blockLen)), uint32(0)
 		for off := uint64(0); off < r.Len(); {
 			n := min(uint64(len(b)), r.Len()-off)
 			if _, err := parents[k].ReadAt(b[:n], int64(r.FileOff+off)); err != nil {

@@ -147,7 +147,7 @@ func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 }
 
 // notLoaded returns im without the runs the loader loads (and checks).
-func (l *loader) notLoaded(im *image.Image) *image.Image {
+func notLoaded(im *image.Image) *image.Image {
 	rest := *im
 	rest.Areas = nil
 	for i := range im.Areas {
@@ -230,11 +230,9 @@ func (l *loader) receive() (int, error) {
 		unix.Close(uffd)
 		uffd = -1
 	}
-	if uffd < 0 && l.verify {
-		for _, r := range l.runs {
-			if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
-				err := fmt.Errorf("%w in the image's data at offset %#x", image.ErrChecksum, r.off)
-				l.fail(err)
+	if uffd < 0 {
+		for i := range l.runs {
+			if err := l.check(i); err != nil {
 				return -1, err
 			}
 		}
@@ -327,9 +325,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 		switch {
 		case n > 0:
 			for m := buf[:n-n%uffdMsgSize]; len(m) > 0; m = m[uffdMsgSize:] {
-				if pending, faults, err = l.event(m, pending, faults); err != nil {
-					return
-				}
+				pending, faults = l.event(m, pending, faults)
 			}
 		case errors.Is(err, unix.EAGAIN):
 			if len(faults) == 0 {
@@ -360,7 +356,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 }
 
 // event handles one uffd_msg.
-func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []uint64, error) {
+func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []uint64) {
 	u64 := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&m[off])) }
 	if debugLazy && m[0] != uffdEventPagefault {
 		debugf("event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
@@ -386,7 +382,7 @@ func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []u
 	case uffdEventRemove, uffdEventUnmap:
 		pending = drop(pending, u64(8), u64(16))
 	}
-	return pending, faults, nil
+	return pending, faults
 }
 
 // fault answers a fault at addr: a chunk around it if it is still to be
@@ -440,7 +436,7 @@ func (l *loader) loadNext(uffd int, pending []piece, staging []byte) ([]piece, e
 func (l *loader) loadWindow(uffd int, pending []piece, staging []byte) ([]piece, uint64, error) {
 	start, end, n := pending[0].addr, pending[0].addr, 0
 	for n < len(pending) && pending[n].addr+pending[n].len <= start+loadChunk {
-		if err := l.check(pending[n]); err != nil {
+		if err := l.check(pending[n].run); err != nil {
 			return pending, end, err
 		}
 		end = pending[n].addr + pending[n].len
@@ -451,11 +447,7 @@ func (l *loader) loadWindow(uffd int, pending []piece, staging []byte) ([]piece,
 	for _, p := range pending[:n] {
 		copy(w[p.addr-start:], l.data[p.off:p.off+p.len])
 	}
-	c := struct {
-		dst, src, len, mode uint64
-		copied              int64
-	}{start, uint64(uintptr(unsafe.Pointer(&w[0]))), end - start, 0, 0}
-	if err := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c)); err != nil {
+	if err := uffdCopy(uffd, start, w); err != nil {
 		if errors.Is(err, unix.EAGAIN) {
 			return pending, end, errAgain
 		}
@@ -464,20 +456,20 @@ func (l *loader) loadWindow(uffd int, pending []piece, staging []byte) ([]piece,
 	return pending[n:], end, nil
 }
 
-// check checks the CRC of p's run before its first page is loaded, with
+// check checks the CRC of run i before its first page is loaded, with
 // --lazy; a damaged run ends the program.
-func (l *loader) check(p piece) error {
-	if !l.verify || l.checked[p.run].Load() {
+func (l *loader) check(i int) error {
+	if !l.verify || l.checked[i].Load() {
 		return nil
 	}
-	r := l.runs[p.run]
+	r := l.runs[i]
 	if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
 		err := fmt.Errorf("%w in the image's data at offset %#x, found while loading it "+
 			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, r.off)
 		l.fail(err)
 		return err
 	}
-	l.checked[p.run].Store(true)
+	l.checked[i].Store(true)
 	return nil
 }
 
@@ -485,20 +477,15 @@ func (l *loader) check(p piece) error {
 // and takes it off pending.
 func (l *loader) load(uffd int, pending []piece, start, end uint64) ([]piece, error) {
 	p := pending[find(pending, start)]
-	if err := l.check(p); err != nil {
+	if err := l.check(p.run); err != nil {
 		return pending, err
 	}
-	src := l.data[p.off+(start-p.addr):]
-	c := struct {
-		dst, src, len, mode uint64
-		copied              int64
-	}{start, uint64(uintptr(unsafe.Pointer(&src[0]))), end - start, 0, 0}
-	err := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c))
+	src := l.data[p.off+(start-p.addr):][:end-start]
+	err := uffdCopy(uffd, start, src)
 	for a := start; errors.Is(err, unix.EEXIST) && a < end; a += image.PageSize {
 		// Some page is there already (a zero page the program was
 		// given, say): load the others one by one.
-		c.dst, c.src, c.len = a, uint64(uintptr(unsafe.Pointer(&src[a-start]))), image.PageSize
-		if e := ioctl(uffd, uffdioCopy, unsafe.Pointer(&c)); e != nil && !errors.Is(e, unix.EEXIST) {
+		if e := uffdCopy(uffd, a, src[a-start:][:image.PageSize]); e != nil && !errors.Is(e, unix.EEXIST) {
 			err = e
 		}
 	}
@@ -531,6 +518,16 @@ func (l *loader) settle(uffd int, err error, addr, n uint64) error {
 	err = fmt.Errorf("loading the program's memory at %#x: %w", addr, err)
 	l.fail(err)
 	return err
+}
+
+// uffdCopy fills the pages at dst in the process of uffd with src
+// (UFFDIO_COPY) and wakes whoever waits for them.
+func uffdCopy(uffd int, dst uint64, src []byte) error {
+	c := struct {
+		dst, src, len, mode uint64
+		copied              int64
+	}{dst, uint64(uintptr(unsafe.Pointer(&src[0]))), uint64(len(src)), 0, 0}
+	return ioctl(uffd, uffdioCopy, unsafe.Pointer(&c))
 }
 
 func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {

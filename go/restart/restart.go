@@ -79,6 +79,10 @@ type Options struct {
 	Lazy bool
 }
 
+// checkWhileLoading reports whether the image's data is checked as it is
+// loaded (--lazy) rather than before the start.
+func (o *Options) checkWhileLoading() bool { return o.Lazy && !o.Eager }
+
 func (o *Options) warn(msg string) {
 	if o.Warn != nil {
 		o.Warn(msg)
@@ -106,7 +110,7 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 		progress = func(done uint64) { o.Progress(base+done, total) }
 	}
 	if len(im.Parents) == 0 && (!unpack || len(im.Segments) == 0) {
-		if unpack && o.Lazy && !o.Eager {
+		if unpack && o.checkWhileLoading() {
 			return im, fd, nil // the loader checks each run (Run falls back if it cannot)
 		}
 		if err := image.VerifyData(fdReader(fd), im, progress); err != nil {
@@ -184,37 +188,36 @@ func openImage(path string, o *Options) (int, *image.Image, *image.Header, error
 // parent is unpacked into a memory file.  It returns readers of each
 // parent's own data, where that data ends, and a function that closes
 // them all.
-func openParents(path string, im *image.Image, o *Options) ([]io.ReaderAt, []uint64, func(), error) {
+func openParents(path string, im *image.Image, o *Options) (readers []io.ReaderAt, ends []uint64, _ func(), err error) {
 	var fds []int
 	closeAll := func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}
-	var readers []io.ReaderAt
-	var ends []uint64
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	for _, p := range im.Parents {
 		ppath := filepath.Join(filepath.Dir(path), p.Name)
 		fd, pim, ph, err := openImage(ppath, o)
 		if err != nil {
-			closeAll()
 			return nil, nil, nil, bad("parent image %q: %w", ppath, err)
 		}
 		fds = append(fds, fd)
 		if pim.ID != p.ID {
-			closeAll()
 			return nil, nil, nil, bad("parent image %q is not the one this image was taken after (ID %x, want %x)",
 				ppath, pim.ID, p.ID)
 		}
 		if len(pim.Segments) > 0 {
 			data, err := memfd("ckpt-restore-parent", unix.MFD_CLOEXEC, nil)
 			if err != nil {
-				closeAll()
 				return nil, nil, nil, err
 			}
 			fds = append(fds, data)
 			if err := image.Unpack(fdReader(fd), pim, fdWriter(data), nil); err != nil {
-				closeAll()
 				return nil, nil, nil, bad("parent image %q: %w", ppath, err)
 			}
 			fd = data
@@ -322,12 +325,13 @@ func Run(path string, o *Options) (int, error) {
 	if lz != nil {
 		defer lz.close()
 	}
-	if o.Lazy && len(im.Parents) == 0 && len(im.Segments) == 0 {
-		// Check now what the loader will not: everything if there is
-		// no loader, else shared memory and files' contents.
+	if o.checkWhileLoading() && len(im.Parents) == 0 && len(im.Segments) == 0 {
+		// load left the checks to the loader.  Check now what the
+		// loader will not: everything if there is no loader, else
+		// shared memory and files' contents.
 		check := im
 		if lz != nil {
-			check = lz.notLoaded(im)
+			check = notLoaded(im)
 		}
 		if err := image.VerifyData(fdReader(fd), check, nil); err != nil {
 			return 0, bad("%w", err)
@@ -407,8 +411,7 @@ func Run(path string, o *Options) (int, error) {
 			Setpgid:                    false,
 			// If restart dies, so does everything it restored: a
 			// program still being loaded (lazy.go) would otherwise
-			// read zeros where its pages are missing.  The signal
-			// comes when the forking thread exits, so Run keeps it.
+			// read zeros where its pages are missing.
 			Pdeathsig: syscall.SIGKILL,
 		}})
 	for at := range child {
