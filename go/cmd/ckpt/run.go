@@ -143,8 +143,15 @@ func rotate(image string, keep int) error {
 			return err
 		}
 	}
-	os.Remove(image + ".1")
-	return os.Link(image, image+".1")
+	// Link under a hidden name, then rename over IMAGE.1: at no moment
+	// is there one image fewer than kept (with --keep 2, removing
+	// IMAGE.1 before the link left IMAGE alone for a moment).
+	tmp := filepath.Join(filepath.Dir(image), "."+filepath.Base(image)+".link") // matches no image pattern
+	os.Remove(tmp)
+	if err := os.Link(image, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, image+".1")
 }
 
 // findLib finds libckpt.so: $CKPT_LIB, next to this binary, or in its Bazel
