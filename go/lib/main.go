@@ -33,12 +33,13 @@ func main() {}
 
 // config is read once at load time.
 type config struct {
-	dir   string // CKPT_DIR, default the starting directory; absolute
-	quiet bool   // CKPT_QUIET=1
-	save  bool   // CKPT_SAVE_FILES=1: store small open files' contents
-	zstd  bool   // CKPT_COMPRESS=1: compress every image
-	chain int    // CKPT_INCREMENTAL=N: after each full image, N-1 incremental ones
-	name  string // program name for image file names
+	dir   string     // CKPT_DIR, default the starting directory; absolute
+	quiet bool       // CKPT_QUIET=1
+	save  bool       // CKPT_SAVE_FILES=1: store small open files' contents
+	zstd  bool       // CKPT_COMPRESS=1: compress every image
+	chain int        // CKPT_INCREMENTAL=N: after each full image, N-1 incremental ones
+	huge  hugePolicy // CKPT_HUGEPAGES: when to collapse memory into huge pages
+	name  string     // program name for image file names
 }
 
 // init runs on the runtime's own thread while the program's main() may
@@ -56,7 +57,7 @@ func init() {
 	}
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
 		save: os.Getenv("CKPT_SAVE_FILES") == "1", zstd: os.Getenv("CKPT_COMPRESS") == "1",
-		name: programName()}
+		name: programName(), huge: parseHugePolicy(os.Getenv("CKPT_HUGEPAGES"))}
 	if n, err := strconv.Atoi(os.Getenv("CKPT_INCREMENTAL")); err == nil && n > 1 {
 		cfg.chain = n
 	}
@@ -116,6 +117,9 @@ func coordinate(fd int, cfg *config) {
 			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
 		C.ckpt_finish()
+		if child > 0 && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
+			collapseHuge(fd)
+		}
 	}
 }
 
