@@ -460,51 +460,72 @@ func (im *Image) checkRunsInSegments() error {
 			j++
 		}
 		if j == len(im.Segments) || r.run.FileOff+r.run.Len() > im.Segments[j].Off+im.Segments[j].RawLen {
-			return corrupt("the data of %s at offset %#x spans two segments", r.what(), r.run.FileOff)
+			return corrupt("the data of %s at offset %#x spans two segments", r.what(im), r.run.FileOff)
 		}
 	}
 	return nil
 }
 
-// namedRun is a run with what it belongs to, for messages.
+// namedRun is a run with what it belongs to, for messages: an index into
+// im.Areas, or into im.Files if file is set.  (Not a closure: an image can
+// have hundreds of thousands of runs.)
 type namedRun struct {
-	what func() string
-	run  Run
+	run   Run
+	owner int32
+	file  bool
+}
+
+func (r namedRun) what(im *Image) string {
+	if r.file {
+		return fmt.Sprintf("descriptor %d", im.Files[r.owner].FD)
+	}
+	a := &im.Areas[r.owner]
+	return fmt.Sprintf("area %#x-%#x", a.Start, a.End)
 }
 
 // ownRuns lists the runs whose data this image holds, in file order.
 func (im *Image) ownRuns() []namedRun {
-	var rs []namedRun
-	for _, r := range im.runs() {
+	rs := im.runs()
+	own := rs[:0]
+	for _, r := range rs {
 		if r.run.Source == 0 {
-			rs = append(rs, r)
+			own = append(own, r)
 		}
 	}
-	return rs
+	return own
 }
 
 // Runs lists every run in file order: areas' first, then files'.
 func (im *Image) Runs() []Run {
-	var rs []Run
+	rs := make([]Run, 0, im.runCount())
 	for _, r := range im.runs() {
 		rs = append(rs, r.run)
 	}
 	return rs
 }
 
+func (im *Image) runCount() int {
+	n := 0
+	for i := range im.Areas {
+		n += len(im.Areas[i].Runs)
+	}
+	for i := range im.Files {
+		n += len(im.Files[i].Runs)
+	}
+	return n
+}
+
 // runs lists every run in file order: areas' first, then files'.
 func (im *Image) runs() []namedRun {
-	var rs []namedRun
+	rs := make([]namedRun, 0, im.runCount())
 	for i := range im.Areas {
-		a := &im.Areas[i]
-		for _, run := range a.Runs {
-			rs = append(rs, namedRun{func() string { return fmt.Sprintf("area %#x-%#x", a.Start, a.End) }, run})
+		for _, run := range im.Areas[i].Runs {
+			rs = append(rs, namedRun{run: run, owner: int32(i)})
 		}
 	}
 	for i := range im.Files {
-		f := &im.Files[i]
-		for _, run := range f.Runs {
-			rs = append(rs, namedRun{func() string { return fmt.Sprintf("descriptor %d", f.FD) }, run})
+		for _, run := range im.Files[i].Runs {
+			rs = append(rs, namedRun{run: run, owner: int32(i), file: true})
 		}
 	}
 	return rs
@@ -560,11 +581,11 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 		for off := uint64(0); off < total; {
 			n := min(uint64(len(b)), total-off)
 			if _, err := r.ReadAt(b[:n], int64(start+off)); err != nil {
-				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(), err)
+				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(im), err)
 			}
 			if out != nil {
 				if _, err := out.WriteAt(b[:n], int64(start+off)); err != nil {
-					return 0, fmt.Errorf("copying the data of %s: %w", runs[i].what(), err)
+					return 0, fmt.Errorf("copying the data of %s: %w", runs[i].what(im), err)
 				}
 			}
 			for p := b[:n]; len(p) > 0; {
@@ -575,7 +596,7 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 				if at == run.FileOff+run.Len() {
 					if crc != run.CRC {
 						return 0, fmt.Errorf("%w in the data of %s at file offset %#x",
-							ErrChecksum, runs[i].what(), run.FileOff)
+							ErrChecksum, runs[i].what(im), run.FileOff)
 					}
 					i, crc = i+1, 0
 				}
@@ -641,7 +662,7 @@ func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error 
 			run := runs[k].run
 			if Checksum(raw[run.FileOff-s.Off:][:run.Len()]) != run.CRC {
 				return 0, fmt.Errorf("%w in the data of %s at offset %#x (segment at file offset %#x)",
-					ErrChecksum, runs[k].what(), run.FileOff, s.FileOff)
+					ErrChecksum, runs[k].what(im), run.FileOff, s.FileOff)
 			}
 		}
 		if out != nil {

@@ -277,10 +277,8 @@ func (im *Image) StoredBytes() uint64 {
 func (im *Image) FileBytes() uint64 {
 	if len(im.Segments) == 0 {
 		var n uint64
-		for _, r := range im.runs() {
-			if r.run.Source == 0 {
-				n += r.run.Len()
-			}
+		for _, r := range im.ownRuns() {
+			n += r.run.Len()
 		}
 		return n
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -60,13 +59,6 @@ const (
 	loadChunk  = 1 << 20  // loaded at a time in the background
 )
 
-// piece is a stretch of pages still to load: len bytes at addr in the
-// program, from off in the image's data.
-type piece struct {
-	addr, len, off uint64
-	run            int // index in loader.runs
-}
-
 // lazyRun is an image run, for checking its CRC before its first page is
 // loaded (with --lazy, when the data was not checked before the start).
 type lazyRun struct {
@@ -78,9 +70,11 @@ type lazyRun struct {
 type loader struct {
 	dev, stubSock, sock int // /dev/userfaultfd, the socket pair's two ends
 	data                []byte
-	pieces              []piece
-	runs                []lazyRun
-	checked             []atomic.Bool // runs whose CRC was checked, with verify
+	pend                *pending      // what the restored program still misses
+	runs                []lazyRun     // with verify: the runs pieces come from
+	checked             []atomic.Bool // runs whose CRC was checked
+	built               chan struct{} // closed when build is done
+	buildErr            error
 	verify              bool
 	kill                func() // ends the restored program (setKill)
 
@@ -92,31 +86,19 @@ type loader struct {
 // newLoader prepares lazy loading of im's private areas from dataFD, or
 // returns nil if this machine cannot do it (the stub then copies).  With
 // verify, each run's CRC is checked before any of its pages is loaded.
+// What the loader serves from is made in the background while restart
+// starts the stub (build); start waits for it.
 func newLoader(im *image.Image, dataFD int, verify bool) *loader {
-	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify}
-	n := 0
+	some := false
 	for i := range im.Areas {
-		if lazyArea(&im.Areas[i]) {
-			n += len(im.Areas[i].Runs)
+		if a := &im.Areas[i]; lazyArea(a) && len(a.Runs) > 0 {
+			some = true
 		}
 	}
-	// Sized once: fresh memory is slow to touch, and there may be
-	// hundreds of thousands of runs (every other page zero).
-	l.pieces, l.runs = make([]piece, 0, n), make([]lazyRun, 0, n)
-	for i := range im.Areas {
-		a := &im.Areas[i]
-		if !lazyArea(a) {
-			continue
-		}
-		for _, r := range a.Runs {
-			l.pieces = append(l.pieces, piece{addr: uint64(a.Start) + r.Page*image.PageSize,
-				len: r.Len(), off: r.FileOff, run: len(l.runs)})
-			l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC})
-		}
-	}
-	if len(l.pieces) == 0 {
+	if !some {
 		return nil
 	}
+	// Mapped here: restart passes dataFD on to the stub and closes it.
 	var st unix.Stat_t
 	if unix.Fstat(dataFD, &st) != nil || st.Size <= 0 {
 		return nil
@@ -125,25 +107,62 @@ func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 	if err != nil {
 		return nil
 	}
-	for _, p := range l.pieces {
-		if p.off+p.len > uint64(len(data)) {
-			unix.Munmap(data)
-			return nil
-		}
-	}
-	l.data = data
-	l.checked = make([]atomic.Bool, len(l.runs))
+	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify, data: data, built: make(chan struct{})}
 	if l.dev, err = unix.Open("/dev/userfaultfd", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-		l.close()
+		unix.Munmap(data)
 		return nil
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		l.close()
+		unix.Munmap(data)
+		unix.Close(l.dev)
 		return nil
 	}
 	l.sock, l.stubSock = fds[0], fds[1]
+	go func() {
+		defer close(l.built)
+		l.buildErr = l.build(im)
+	}()
 	return l
+}
+
+// build makes the pending pieces and the runs to check.
+func (l *loader) build(im *image.Image) error {
+	// Fresh memory is slow to touch and there may be hundreds of
+	// thousands of runs (every other page zero): the pieces are made
+	// once, in place, and runs are kept only to check them.
+	nruns := 0
+	l.pend = newPending(func(yield func(piece) bool) {
+		k := 0
+		defer func() { nruns = k }()
+		for i := range im.Areas {
+			if a := &im.Areas[i]; lazyArea(a) {
+				for _, r := range a.Runs {
+					if !yield(piece{addr: uint64(a.Start) + r.Page*image.PageSize, len: r.Len(), off: r.FileOff, run: k}) {
+						return
+					}
+					k++
+				}
+			}
+		}
+	})
+	if l.verify {
+		l.runs = make([]lazyRun, 0, nruns)
+		for i := range im.Areas {
+			if a := &im.Areas[i]; lazyArea(a) {
+				for _, r := range a.Runs {
+					l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC})
+				}
+			}
+		}
+		l.checked = make([]atomic.Bool, len(l.runs))
+	}
+	for _, p := range l.pend.ps {
+		if p.off+p.len > uint64(len(l.data)) {
+			return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, p.off+p.len)
+		}
+	}
+	return nil
 }
 
 // notLoaded returns im without the runs the loader loads (and checks).
@@ -165,6 +184,7 @@ func lazyArea(a *image.Area) bool { return !a.Kind.Special() && a.Flags&image.Ar
 // close releases what the loader holds in this process; the descriptors
 // passed to the stub are closed by whoever passed them.
 func (l *loader) close() {
+	<-l.built
 	for _, fd := range []int{l.dev, l.sock} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -185,6 +205,10 @@ func (l *loader) start() {
 		defer l.wg.Done()
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer l.catchFault()
+		if <-l.built; l.buildErr != nil {
+			l.fail(l.buildErr) // the stub waits for an answer: it dies there
+			return
+		}
 		uffd, err := l.receive()
 		if err != nil {
 			return // the stub copies every page itself
@@ -195,7 +219,7 @@ func (l *loader) start() {
 			l.fail(fmt.Errorf("the restore stub stopped before its memory was registered: %v", err))
 			return
 		}
-		l.serve(uffd, append([]piece(nil), l.pieces...))
+		l.serve(uffd, l.pend)
 	}()
 }
 
@@ -299,37 +323,37 @@ func debugf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%d restart: lazy: "+format+"\n", append([]any{ts.Nano() / 1e6}, args...)...)
 }
 
-// serve loads pending into the process of uffd and answers its faults
-// until every page is in place, then closes uffd.
-func (l *loader) serve(uffd int, pending []piece) {
+// serve loads pend into the process of uffd and answers its faults until
+// every page is in place, then closes uffd.
+func (l *loader) serve(uffd int, pend *pending) {
 	defer unix.Close(uffd)
 	defer l.catchFault()
 	var faults []uint64 // addresses waiting for an answer
 	var why error       // why serving ended early
 	if debugLazy {
-		debugf("serving uffd %d, %d pieces", uffd, len(pending))
+		debugf("serving uffd %d, %d pieces", uffd, pend.left)
 	}
 	defer func() {
 		if debugLazy {
-			debugf("uffd %d done, %d pieces left: %v", uffd, len(pending), why)
+			debugf("uffd %d done, %d pieces left: %v", uffd, pend.left, why)
 		}
 		// The program would read zeros where pages are missing once
 		// uffd is closed: better dead than silently wrong.
-		if why != nil && !errors.Is(why, unix.ESRCH) && (len(pending) > 0 || len(faults) > 0) {
+		if why != nil && !errors.Is(why, unix.ESRCH) && (!pend.empty() || len(faults) > 0) {
 			l.fail(fmt.Errorf("loading the program's memory stopped: %w", why))
 		}
 	}()
 	buf, staging := make([]byte, 64*uffdMsgSize), make([]byte, loadChunk)
-	for (len(pending) > 0 || len(faults) > 0) && !l.failed() {
+	for (!pend.empty() || len(faults) > 0) && !l.failed() {
 		n, err := unix.Read(uffd, buf)
 		switch {
 		case n > 0:
 			for m := buf[:n-n%uffdMsgSize]; len(m) > 0; m = m[uffdMsgSize:] {
-				pending, faults = l.event(m, pending, faults)
+				faults = l.event(m, pend, faults)
 			}
 		case errors.Is(err, unix.EAGAIN):
 			if len(faults) == 0 {
-				pending, err = l.loadNext(uffd, pending, staging)
+				err = l.loadNext(uffd, pend, staging)
 			}
 		case errors.Is(err, unix.EINTR):
 		default:
@@ -342,7 +366,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 		}
 		// Answer the faults, oldest first; EAGAIN: events first.
 		for len(faults) > 0 {
-			pending, err = l.fault(uffd, pending, faults[0])
+			err = l.fault(uffd, pend, faults[0])
 			if errors.Is(err, errAgain) {
 				break
 			}
@@ -356,7 +380,7 @@ func (l *loader) serve(uffd int, pending []piece) {
 }
 
 // event handles one uffd_msg.
-func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []uint64) {
+func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 	u64 := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&m[off])) }
 	if debugLazy && m[0] != uffdEventPagefault {
 		debugf("event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
@@ -372,24 +396,24 @@ func (l *loader) event(m []byte, pending []piece, faults []uint64) ([]piece, []u
 		// Its pages are missing where the parent's were at the fork
 		// (copies to the parent fail with EAGAIN until this is read).
 		l.wg.Add(1)
-		go func() {
+		go func(child int, pend *pending) {
 			defer l.wg.Done()
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			l.serve(child, append([]piece(nil), pending...))
-		}()
+			l.serve(child, pend)
+		}(child, pend.clone())
 	case uffdEventRemap:
-		pending = remap(pending, u64(8), u64(16), u64(24))
+		pend.remap(u64(8), u64(16), u64(24))
 	case uffdEventRemove, uffdEventUnmap:
-		pending = drop(pending, u64(8), u64(16))
+		pend.drop(u64(8), u64(16))
 	}
-	return pending, faults
+	return faults
 }
 
-// fault answers a fault at addr: a chunk around it if it is still to be
-// loaded, else a zero page (a page the image does not store, or one the
-// program discarded).
-func (l *loader) fault(uffd int, pending []piece, addr uint64) ([]piece, error) {
-	i := find(pending, addr)
+// fault answers a fault at addr: the piece that holds it if it is still to
+// be loaded (at most faultChunk), else a zero page (a page the image does
+// not store, or one the program discarded).
+func (l *loader) fault(uffd int, pend *pending, addr uint64) error {
+	i := pend.find(addr)
 	if i < 0 {
 		z := struct {
 			start, len, mode uint64
@@ -399,61 +423,72 @@ func (l *loader) fault(uffd int, pending []piece, addr uint64) ([]piece, error) 
 		if debugLazy {
 			debugf("zero page %#x: %v", addr, err)
 		}
-		return pending, l.settle(uffd, err, addr, image.PageSize)
+		return l.settle(uffd, err, addr, image.PageSize)
 	}
-	p := pending[i]
-	start := max(p.addr, addr&^(faultChunk-1))
-	end := min(p.addr+p.len, start+faultChunk)
-	return l.load(uffd, pending, start, end)
+	return l.load(uffd, pend, i)
 }
 
-// loadNext loads the first chunk still pending.
-func (l *loader) loadNext(uffd int, pending []piece, staging []byte) ([]piece, error) {
-	p := pending[0]
-	if p.len < loadChunk/2 && len(pending) > 1 && pending[1].addr < p.addr+loadChunk {
-		// Small pieces close together (every other page zero, say):
-		// one copy for all of them, zeros in between.
-		rest, end, err := l.loadWindow(uffd, pending, staging)
-		if err == nil || errors.Is(err, errAgain) {
-			return rest, err
-		}
-		// Piece by piece, the whole window (not to try it again).
-		for err = nil; err == nil && len(pending) > 0 && pending[0].addr < end; {
-			p := pending[0]
-			pending, err = l.load(uffd, pending, p.addr, p.addr+p.len)
-		}
-		return pending, err
+// loadNext loads the lowest pieces still pending: those that end within
+// loadChunk of the first, in one copy, or one by one if that fails.
+func (l *loader) loadNext(uffd int, pend *pending, staging []byte) error {
+	i := pend.first()
+	j := i + 1
+	for end := pend.ps[i].addr + loadChunk; j < len(pend.ps) && pend.ps[j].len != 0 && pend.ps[j].end() <= end; {
+		j++
 	}
-	return l.load(uffd, pending, p.addr, p.addr+min(p.len, loadChunk))
+	if j > i+1 {
+		err := l.loadWindow(uffd, pend.ps[i:j], staging)
+		if err == nil {
+			for k := i; k < j; k++ {
+				pend.done(k)
+			}
+			return nil
+		}
+		if errors.Is(err, errAgain) || l.failed() {
+			return err
+		}
+	}
+	for k := i; k < j; k++ {
+		if err := l.load(uffd, pend, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// loadWindow copies the pending pieces that fit whole in the loadChunk
-// bytes from the first one, with zeros between them, in one UFFDIO_COPY
-// through staging.  Zeros are what those pages hold anyway: pages the
-// image does not store, or pages the program gave back.  It fails if any
-// page of the window is there already or the window spans two mappings;
-// the caller then loads piece by piece.
-func (l *loader) loadWindow(uffd int, pending []piece, staging []byte) ([]piece, uint64, error) {
-	start, end, n := pending[0].addr, pending[0].addr, 0
-	for n < len(pending) && pending[n].addr+pending[n].len <= start+loadChunk {
-		if err := l.check(pending[n].run); err != nil {
-			return pending, end, err
+// loadWindow copies win, pieces that lie within loadChunk bytes, in one
+// UFFDIO_COPY: straight from the image if they follow each other there as
+// in memory (one run), else through staging with zeros between them.
+// Zeros are what those pages hold anyway: pages the image does not store,
+// or pages the program gave back.  It fails if any page of the window is
+// there already or the window spans two mappings; the caller then loads
+// piece by piece.
+func (l *loader) loadWindow(uffd int, win []piece, staging []byte) error {
+	first, last := win[0], win[len(win)-1]
+	straight := true
+	for k, p := range win {
+		if err := l.check(p.run); err != nil {
+			return err
 		}
-		end = pending[n].addr + pending[n].len
-		n++
-	}
-	w := staging[:end-start]
-	clear(w)
-	for _, p := range pending[:n] {
-		copy(w[p.addr-start:], l.data[p.off:p.off+p.len])
-	}
-	if err := uffdCopy(uffd, start, w); err != nil {
-		if errors.Is(err, unix.EAGAIN) {
-			return pending, end, errAgain
+		if k > 0 && (p.addr != win[k-1].end() || p.off != win[k-1].off+win[k-1].len) {
+			straight = false
 		}
-		return pending, end, err
 	}
-	return pending[n:], end, nil
+	var src []byte
+	if straight {
+		src = l.data[first.off : last.off+last.len]
+	} else {
+		src = staging[:last.end()-first.addr]
+		clear(src)
+		for _, p := range win {
+			copy(src[p.addr-first.addr:], l.data[p.off:p.off+p.len])
+		}
+	}
+	err := uffdCopy(uffd, first.addr, src)
+	if errors.Is(err, unix.EAGAIN) {
+		return errAgain
+	}
+	return err
 }
 
 // check checks the CRC of run i before its first page is loaded, with
@@ -473,26 +508,26 @@ func (l *loader) check(i int) error {
 	return nil
 }
 
-// load copies [start, end), which lies in one pending piece, into place
-// and takes it off pending.
-func (l *loader) load(uffd int, pending []piece, start, end uint64) ([]piece, error) {
-	p := pending[find(pending, start)]
+// load copies piece i of pend into place and marks it done.
+func (l *loader) load(uffd int, pend *pending, i int) error {
+	p := pend.ps[i]
 	if err := l.check(p.run); err != nil {
-		return pending, err
+		return err
 	}
-	src := l.data[p.off+(start-p.addr):][:end-start]
-	err := uffdCopy(uffd, start, src)
-	for a := start; errors.Is(err, unix.EEXIST) && a < end; a += image.PageSize {
+	src := l.data[p.off:][:p.len]
+	err := uffdCopy(uffd, p.addr, src)
+	for a := p.addr; errors.Is(err, unix.EEXIST) && a < p.end(); a += image.PageSize {
 		// Some page is there already (a zero page the program was
 		// given, say): load the others one by one.
-		if e := uffdCopy(uffd, a, src[a-start:][:image.PageSize]); e != nil && !errors.Is(e, unix.EEXIST) {
+		if e := uffdCopy(uffd, a, src[a-p.addr:][:image.PageSize]); e != nil && !errors.Is(e, unix.EEXIST) {
 			err = e
 		}
 	}
-	if err = l.settle(uffd, err, start, end-start); err != nil && !errors.Is(err, unix.ENOENT) {
-		return pending, err
+	if err = l.settle(uffd, err, p.addr, p.len); err != nil && !errors.Is(err, unix.ENOENT) {
+		return err
 	}
-	return drop(pending, start, end), nil
+	pend.done(i)
+	return nil
 }
 
 // settle sorts out how a copy or zero-page answer went: an existing page
@@ -540,57 +575,4 @@ func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
 			return nil
 		}
 	}
-}
-
-// find returns the index of the piece of ps (sorted by address) that holds
-// addr, or -1.
-func find(ps []piece, addr uint64) int {
-	i := sort.Search(len(ps), func(i int) bool { return ps[i].addr+ps[i].len > addr })
-	if i < len(ps) && ps[i].addr <= addr {
-		return i
-	}
-	return -1
-}
-
-// cut splits the piece that holds addr inside it, so that a piece starts at
-// addr.
-func cut(ps []piece, addr uint64) []piece {
-	i := find(ps, addr)
-	if i < 0 || ps[i].addr == addr {
-		return ps
-	}
-	p := ps[i]
-	head, tail := p, p
-	head.len = addr - p.addr
-	tail.addr, tail.len, tail.off = addr, p.len-head.len, p.off+head.len
-	ps[i] = head
-	return append(ps[:i+1], append([]piece{tail}, ps[i+1:]...)...)
-}
-
-// drop takes [start, end) off ps.
-func drop(ps []piece, start, end uint64) []piece {
-	ps = cut(cut(ps, start), end)
-	i := sort.Search(len(ps), func(i int) bool { return ps[i].addr >= start })
-	j := sort.Search(len(ps), func(i int) bool { return ps[i].addr >= end })
-	if i == 0 {
-		return ps[j:] // the common case, loading in order: no copying
-	}
-	return append(ps[:i], ps[j:]...)
-}
-
-// remap moves what is pending in [from, from+n) to to.
-func remap(ps []piece, from, to, n uint64) []piece {
-	ps = cut(cut(ps, from), from+n)
-	var moved []piece
-	for _, p := range ps {
-		if p.addr >= from && p.addr < from+n {
-			p.addr = p.addr - from + to
-			moved = append(moved, p)
-		}
-	}
-	ps = drop(ps, from, from+n)
-	ps = drop(ps, to, to+n) // nothing is pending where it lands
-	ps = append(ps, moved...)
-	sort.Slice(ps, func(i, j int) bool { return ps[i].addr < ps[j].addr })
-	return ps
 }

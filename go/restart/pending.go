@@ -1,0 +1,155 @@
+package restart
+
+import (
+	"iter"
+	"slices"
+	"sort"
+)
+
+// piece is a stretch of pages still to load: len bytes at addr in the
+// program, from off in the image's data.
+type piece struct {
+	addr, len, off uint64
+	run            int // index in loader.runs
+}
+
+func (p *piece) end() uint64 { return p.addr + p.len }
+
+// pending is what a loader still has to load into one process.  Its pieces
+// are sorted by address and none crosses a faultChunk boundary, so that a
+// fault loads one whole piece and a loaded piece is only marked done (its
+// len set to 0), without moving the others: an image with every other page
+// zero has hundreds of thousands of pieces, and the first version, which
+// cut and copied the list at every fault, spent most of a lazy restart
+// doing that.  Only the program's own changes to its memory map (rare)
+// split pieces or rebuild the list.
+type pending struct {
+	ps   []piece // sorted by addr; len 0: done
+	head int     // ps[:head] are all done
+	left int     // pieces not done
+}
+
+// newPending makes the pending set of the pieces runs yields, in address
+// order and not overlapping; it goes over them twice.
+func newPending(runs iter.Seq[piece]) *pending {
+	n := 0
+	for p := range runs {
+		n += int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1
+	}
+	ps := make([]piece, 0, n)
+	for p := range runs {
+		for p.len > 0 {
+			q := p
+			q.len = min(p.len, (p.addr/faultChunk+1)*faultChunk-p.addr)
+			ps = append(ps, q)
+			p.addr, p.off, p.len = p.addr+q.len, p.off+q.len, p.len-q.len
+		}
+	}
+	return &pending{ps: ps, left: len(ps)}
+}
+
+func (s *pending) empty() bool { return s.left == 0 }
+
+// first returns the index of the lowest piece not done; the set must not be
+// empty.
+func (s *pending) first() int {
+	for s.ps[s.head].len == 0 {
+		s.head++
+	}
+	return s.head
+}
+
+// find returns the index of the piece not done that holds addr, or -1.
+func (s *pending) find(addr uint64) int {
+	// Ends never decrease: a done piece ends where it starts, at or
+	// after the end of the one before.
+	i := sort.Search(len(s.ps), func(i int) bool { return s.ps[i].end() > addr })
+	if i < len(s.ps) && s.ps[i].addr <= addr {
+		return i
+	}
+	return -1
+}
+
+// done marks piece i loaded.
+func (s *pending) done(i int) {
+	if s.ps[i].len != 0 {
+		s.ps[i].len = 0
+		s.left--
+	}
+}
+
+// drop takes [start, end) off the set: the program discarded or unmapped it.
+func (s *pending) drop(start, end uint64) {
+	i := sort.Search(len(s.ps), func(i int) bool { return s.ps[i].end() > start })
+	for ; i < len(s.ps) && s.ps[i].addr < end; i++ {
+		p := &s.ps[i]
+		switch {
+		case p.len == 0:
+		case start <= p.addr && p.end() <= end:
+			s.done(i)
+		case start <= p.addr: // its front
+			d := end - p.addr
+			p.addr, p.off, p.len = end, p.off+d, p.len-d
+		case p.end() <= end: // its back
+			p.len = start - p.addr
+		default: // its middle: the back becomes a piece of its own
+			tail := *p
+			tail.addr, tail.off, tail.len = end, p.off+(end-p.addr), p.end()-end
+			p.len = start - p.addr
+			s.ps = slices.Insert(s.ps, i+1, tail)
+			s.left++
+			return
+		}
+	}
+}
+
+// remap moves what is pending in [from, from+n) to to (mremap): nothing is
+// pending where it lands any more.
+func (s *pending) remap(from, to, n uint64) {
+	s.cut(from)
+	s.cut(from + n)
+	var moved []piece
+	for i := range s.ps {
+		if p := s.ps[i]; p.len != 0 && p.addr >= from && p.addr < from+n {
+			p.addr = p.addr - from + to
+			moved = append(moved, p)
+			s.done(i)
+		}
+	}
+	s.drop(to, to+n)
+	live := make([]piece, 0, s.left+len(moved))
+	for _, p := range s.ps[s.head:] {
+		if p.len != 0 {
+			live = append(live, p)
+		}
+	}
+	live = append(live, moved...)
+	sort.Slice(live, func(i, j int) bool { return live[i].addr < live[j].addr })
+	*s = pending{ps: live, left: len(live)}
+}
+
+// cut splits the piece that holds addr inside it, so that a piece starts at
+// addr.
+func (s *pending) cut(addr uint64) {
+	i := s.find(addr)
+	if i < 0 || s.ps[i].addr == addr {
+		return
+	}
+	p := &s.ps[i]
+	tail := *p
+	tail.addr, tail.off, tail.len = addr, p.off+(addr-p.addr), p.end()-addr
+	p.len = addr - p.addr
+	s.ps = slices.Insert(s.ps, i+1, tail)
+	s.left++
+}
+
+// clone returns the pieces not done as a set of their own (a forked child's).
+func (s *pending) clone() *pending {
+	live := make([]piece, 0, s.left)
+	for _, p := range s.ps[s.head:] {
+		if p.len != 0 {
+			live = append(live, p)
+		}
+	}
+	return &pending{ps: live, left: len(live)}
+}
