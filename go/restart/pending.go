@@ -16,12 +16,12 @@ type piece struct {
 func (p *piece) end() uint64 { return p.addr + p.len }
 
 // pending is what a loader still has to load into one process.  Its pieces
-// are sorted by address and none crosses a faultChunk boundary, so that a
-// fault loads one whole piece and a loaded piece is only marked done (its
-// len set to 0), without moving the others: an image with every other page
-// zero has hundreds of thousands of pieces, and the first version, which
-// cut and copied the list at every fault, spent most of a lazy restart
-// doing that.  Only the program's own changes to its memory map (rare)
+// are sorted by address and none is longer than faultChunk (runs are split
+// at faultChunk boundaries), so that a fault loads one whole piece and a
+// loaded piece is only marked done (its len set to 0), without moving the
+// others.  An image with every other page zero has 262,144 pieces per
+// 2 GiB; the first version cut the list and copied its tail (up to 8 MiB)
+// at every fault.  Only the program's own changes to its memory map (rare)
 // split pieces or rebuild the list.
 type pending struct {
 	ps   []piece // sorted by addr; len 0: done
@@ -117,13 +117,7 @@ func (s *pending) remap(from, to, n uint64) {
 		}
 	}
 	s.drop(to, to+n)
-	live := make([]piece, 0, s.left+len(moved))
-	for _, p := range s.ps[s.head:] {
-		if p.len != 0 {
-			live = append(live, p)
-		}
-	}
-	live = append(live, moved...)
+	live := append(s.live(len(moved)), moved...)
 	sort.Slice(live, func(i, j int) bool { return live[i].addr < live[j].addr })
 	*s = pending{ps: live, left: len(live)}
 }
@@ -145,11 +139,17 @@ func (s *pending) cut(addr uint64) {
 
 // clone returns the pieces not done as a set of their own (a forked child's).
 func (s *pending) clone() *pending {
-	live := make([]piece, 0, s.left)
+	live := s.live(0)
+	return &pending{ps: live, left: len(live)}
+}
+
+// live returns a new list of the pieces not done, with room for extra more.
+func (s *pending) live(extra int) []piece {
+	live := make([]piece, 0, s.left+extra)
 	for _, p := range s.ps[s.head:] {
 		if p.len != 0 {
 			live = append(live, p)
 		}
 	}
-	return &pending{ps: live, left: len(live)}
+	return live
 }
