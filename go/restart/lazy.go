@@ -131,10 +131,8 @@ func (l *loader) build(im *image.Image) error {
 	// Fresh memory is slow to touch and there may be hundreds of
 	// thousands of runs (every other page zero): the pieces are made
 	// once, in place, and runs are kept only to check them.
-	nruns := 0
 	l.pend = newPending(func(yield func(piece) bool) {
 		k := 0
-		defer func() { nruns = k }()
 		for i := range im.Areas {
 			if a := &im.Areas[i]; lazyArea(a) {
 				for _, r := range a.Runs {
@@ -147,7 +145,8 @@ func (l *loader) build(im *image.Image) error {
 		}
 	})
 	if l.verify {
-		l.runs = make([]lazyRun, 0, nruns)
+		// newLoader saw a run, and pieces keep their runs' order.
+		l.runs = make([]lazyRun, 0, l.pend.ps[len(l.pend.ps)-1].run+1)
 		for i := range im.Areas {
 			if a := &im.Areas[i]; lazyArea(a) {
 				for _, r := range a.Runs {

@@ -10,7 +10,7 @@ import (
 // program, from off in the image's data.
 type piece struct {
 	addr, len, off uint64
-	run            int // index in loader.runs
+	run            int // index of its run (in loader.runs, with verify)
 }
 
 func (p *piece) end() uint64 { return p.addr + p.len }
@@ -59,11 +59,16 @@ func (s *pending) first() int {
 	return s.head
 }
 
-// find returns the index of the piece not done that holds addr, or -1.
-func (s *pending) find(addr uint64) int {
+// after returns the index of the first piece that ends after addr.
+func (s *pending) after(addr uint64) int {
 	// Ends never decrease: a done piece ends where it starts, at or
 	// after the end of the one before.
-	i := sort.Search(len(s.ps), func(i int) bool { return s.ps[i].end() > addr })
+	return sort.Search(len(s.ps), func(i int) bool { return s.ps[i].end() > addr })
+}
+
+// find returns the index of the piece not done that holds addr, or -1.
+func (s *pending) find(addr uint64) int {
+	i := s.after(addr)
 	if i < len(s.ps) && s.ps[i].addr <= addr {
 		return i
 	}
@@ -80,8 +85,7 @@ func (s *pending) done(i int) {
 
 // drop takes [start, end) off the set: the program discarded or unmapped it.
 func (s *pending) drop(start, end uint64) {
-	i := sort.Search(len(s.ps), func(i int) bool { return s.ps[i].end() > start })
-	for ; i < len(s.ps) && s.ps[i].addr < end; i++ {
+	for i := s.after(start); i < len(s.ps) && s.ps[i].addr < end; i++ {
 		p := &s.ps[i]
 		switch {
 		case p.len == 0:
@@ -93,11 +97,8 @@ func (s *pending) drop(start, end uint64) {
 		case p.end() <= end: // its back
 			p.len = start - p.addr
 		default: // its middle: the back becomes a piece of its own
-			tail := *p
-			tail.addr, tail.off, tail.len = end, p.off+(end-p.addr), p.end()-end
-			p.len = start - p.addr
-			s.ps = slices.Insert(s.ps, i+1, tail)
-			s.left++
+			s.cut(end)
+			s.ps[i].len = start - s.ps[i].addr
 			return
 		}
 	}
