@@ -78,7 +78,7 @@ static void ck_capture_fds(struct ck_state *st)
 
 			off += d->reclen;
 			fd = ck_dirent_number(d);
-			if (fd < 0 || fd == dir)
+			if (fd < 0 || fd == dir || fd == ckpt_track.uffd || fd == ckpt_track.pagemap)
 				continue;
 			if (st->nfds == CK_MAX_FDS) {
 				st->fds_dropped++;

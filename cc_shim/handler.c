@@ -249,6 +249,10 @@ int ckpt_snapshot(void)
 		ck_resumed();
 		return 0;
 	}
+	/* Before the fork: a write between the fork and the scan would be
+	 * in no image and yet look unwritten at the next checkpoint. */
+	if (ckpt_track.pagemap >= 0)
+		ck_track_scan();
 	rc = (int)syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
 	if (rc == 0)
 		ck_snapshot_child(pid);

@@ -171,6 +171,30 @@ int ckpt_snapshot(void);
  * next checkpoint and, if a trigger arrived meanwhile, raises it again. */
 void ckpt_finish(void);
 
+/* Write tracking for incremental checkpoints (go/lib/tracking.go).  Go
+ * registers the program's private memory with a userfaultfd in asynchronous
+ * write-protect mode; while the threads are stopped, before the fork,
+ * ckpt_snapshot asks the kernel which pages were written since the last
+ * snapshot and protects them again in the same call (PAGEMAP_SCAN on
+ * /proc/self/pagemap), so that the next answer starts at this snapshot.
+ * Both descriptors are left out of the image. */
+struct ck_track {
+	int32_t uffd;	 /* -1: not tracking */
+	int32_t pagemap; /* -1: not tracking */
+	int32_t err;	 /* 0, or the errno that cut the last scan short */
+	int32_t pad;
+	/* The kernel writes the regions after it has looked at their pages,
+	 * so Go maps this buffer apart and leaves it unregistered. */
+	uint64_t *regions; /* n struct page_region {start, end, categories} */
+	uint64_t n;
+	uint64_t cap; /* regions that fit in the buffer */
+};
+
+extern struct ck_track ckpt_track;
+
+/* ck_track_scan fills ckpt_track.regions (track.c). */
+void ck_track_scan(void);
+
 /* The signal that stops threads for a snapshot. */
 #define CK_FREEZE_SIG 63
 

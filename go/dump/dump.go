@@ -10,14 +10,17 @@ package dump
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,6 +45,14 @@ type Request struct {
 	// pages that did not change, and Prev's images must all have names.
 	Track bool
 	Prev  *Tracker
+	// Unwritten lists, in increasing order, address ranges in which the
+	// kernel saw no write since the snapshot of Prev's newest image (see
+	// go/lib/tracking.go).  Their private anonymous pages are taken from
+	// Prev's images, or known to be still zero, without being read.
+	Unwritten []span.Span
+	// CheckUnwritten reads those pages anyway and counts in
+	// Result.Missed the ones that changed: a test of the kernel's answer.
+	CheckUnwritten bool
 }
 
 // Result describes a written image.
@@ -50,6 +61,8 @@ type Result struct {
 	Tracker *Tracker // with Request.Track
 	Stored  uint64   // bytes of pages this image holds itself
 	Reused  uint64   // bytes of pages it takes from its parents
+	Unread  uint64   // pages taken as they were without reading them (Unwritten)
+	Missed  uint64   // with CheckUnwritten: of those, pages that had changed
 }
 
 // chunkPages is how many pages are read, checked and written at a time.
@@ -130,7 +143,10 @@ type source struct {
 	entries      []byte
 	out          *asyncFile // hands out the buffers pages are read into
 	zero         []byte
-	tr           *tracking // with Request.Track
+	tr           *tracking   // with Request.Track
+	unwritten    []span.Span // Request.Unwritten from the first that may still matter
+	check        bool        // Request.CheckUnwritten
+	res          *Result
 }
 
 func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
@@ -186,6 +202,9 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	if r.Track {
 		src.tr = newTracking(r.Prev, r.ID)
+		if r.Prev != nil {
+			src.unwritten, src.check, src.res = r.Unwritten, r.CheckUnwritten, res
+		}
 	}
 	defer src.close()
 	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -287,22 +306,43 @@ func areaOf(m procfs.Mapping) (image.Area, bool) {
 // protection (an area made unreadable still holds the file's bytes, which
 // the program sees again if it makes the area readable).  Pages that hold
 // only zeros are skipped too: a restore maps fresh zero pages there.
+// Private anonymous pages the kernel saw no write to are not read at all.
 func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) error {
 	readAll := m.Inode != 0 && (m.Read || !m.Shared)
 	pages := a.Pages()
+	wantBuf, sameBuf := make([]bool, chunkPages), make([]bool, chunkPages)
 	for first := uint64(0); first < pages; first += chunkPages {
 		n := min(uint64(chunkPages), pages-first)
 		addr := uint64(a.Start) + first*image.PageSize
-		want := make([]bool, n)
-		if readAll {
+		want, same := wantBuf[:n], sameBuf[:n]
+		clear(same)
+		tracked := !m.Shared && s.unwrittenIn(addr, addr+n*image.PageSize)
+		if readAll && !tracked {
 			for i := range want {
 				want[i] = true
 			}
-		} else if err := s.present(addr, want); err != nil {
+		} else if err := s.present(addr, want, same, readAll, tracked); err != nil {
 			return err
 		}
-		if err := s.copyWanted(w, a, first, want, m.Shared); err != nil {
-			return err
+		if s.check && tracked {
+			if err := s.checkSame(addr, same); err != nil {
+				return err
+			}
+		}
+		for i := uint64(0); i < n; {
+			if same[i] {
+				s.reuse(a, first+i, addr+i*image.PageSize)
+				i++
+				continue
+			}
+			j := i + 1
+			for j < n && !same[j] {
+				j++
+			}
+			if err := s.copyWanted(w, a, first+i, want[i:j], m.Shared); err != nil {
+				return err
+			}
+			i = j
 		}
 	}
 	return nil
@@ -336,16 +376,83 @@ func (s *source) copyWanted(w *image.Writer, a *image.Area, first uint64, want [
 	return nil
 }
 
-// present marks the pages from addr that are in memory or swap.
-func (s *source) present(addr uint64, want []bool) error {
+// present marks in want the pages from addr that are in memory or swap, or
+// all of them with all.  With tracked, it marks in same the ones that stay
+// as they were at the last checkpoint: unwritten since, and anonymous (the
+// file's own pages of a private file mapping change with the file).
+func (s *source) present(addr uint64, want, same []bool, all, tracked bool) error {
 	e := s.entries[:len(want)*8]
 	if err := preadFull(s.pagemap, e, int64(addr/image.PageSize*8)); err != nil {
 		return fmt.Errorf("reading pagemap: %w", err)
 	}
 	for i := range want {
-		v := uint64(e[i*8]) | uint64(e[i*8+1])<<8 | uint64(e[i*8+2])<<16 | uint64(e[i*8+3])<<24 |
-			uint64(e[i*8+4])<<32 | uint64(e[i*8+5])<<40 | uint64(e[i*8+6])<<48 | uint64(e[i*8+7])<<56
-		want[i] = v&(procfs.PagePresent|procfs.PageSwapped) != 0
+		v := binary.LittleEndian.Uint64(e[i*8:])
+		want[i] = all || v&(procfs.PagePresent|procfs.PageSwapped) != 0
+		same[i] = tracked && v&(procfs.PagePresent|procfs.PageSwapped) != 0 &&
+			v&procfs.PageFileOrSharedAnon == 0 && s.unwrittenAt(addr+uint64(i)*image.PageSize)
+	}
+	return nil
+}
+
+// unwrittenIn reports whether any of [start, end) is in s.unwritten, and
+// drops the spans below start: areas and chunks come in address order.
+func (s *source) unwrittenIn(start, end uint64) bool {
+	for len(s.unwritten) > 0 && s.unwritten[0].End <= start {
+		s.unwritten = s.unwritten[1:]
+	}
+	return len(s.unwritten) > 0 && s.unwritten[0].Start < end
+}
+
+// unwrittenAt reports whether addr is in s.unwritten; calls come in
+// increasing order.
+func (s *source) unwrittenAt(addr uint64) bool {
+	for len(s.unwritten) > 0 && s.unwritten[0].End <= addr {
+		s.unwritten = s.unwritten[1:]
+	}
+	return len(s.unwritten) > 0 && s.unwritten[0].Start <= addr
+}
+
+// reuse takes page (at addr) of area a as the last images hold it, without
+// reading it.  If they do not hold it, it was zero or absent at the last
+// checkpoint and, unwritten since, holds zeros now: nothing is stored.
+func (s *source) reuse(a *image.Area, page, addr uint64) {
+	s.res.Unread++
+	old, ok := s.tr.unchanged(addr)
+	if !ok {
+		return
+	}
+	src := old.img + 1
+	if k := len(a.Runs) - 1; k >= 0 {
+		if r := &a.Runs[k]; r.Source == src && r.Page+r.Pages == page && r.FileOff+r.Len() == old.off {
+			r.Pages++
+			r.CRC = image.ChecksumAppendPage(r.CRC, old.crc)
+			return
+		}
+	}
+	a.Runs = append(a.Runs, image.Run{Page: page, Pages: 1, FileOff: old.off, CRC: old.crc, Source: src})
+}
+
+// checkSame reads the pages marked in same and counts in Result.Missed
+// the ones that are not what the last images hold (or zero).
+func (s *source) checkSame(addr uint64, same []bool) error {
+	buf := s.out.get()[:len(same)*image.PageSize]
+	defer s.out.put(buf)
+	defer func(cursor int) { s.tr.cursor = cursor }(s.tr.cursor) // lookups of this chunk follow
+	if err := preadFull(s.mem, buf, int64(addr)); err != nil {
+		return fmt.Errorf("checking unwritten pages: %w", err)
+	}
+	for i, ok := range same {
+		if !ok {
+			continue
+		}
+		p := buf[i*image.PageSize : (i+1)*image.PageSize]
+		if old, found := s.tr.peek(addr + uint64(i)*image.PageSize); found {
+			if image.Checksum(p) != old.crc || maphash.Bytes(s.tr.next.seed, p) != old.hash {
+				s.res.Missed++
+			}
+		} else if !bytes.Equal(p, s.zero) {
+			s.res.Missed++
+		}
 	}
 	return nil
 }

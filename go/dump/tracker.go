@@ -9,10 +9,9 @@ import (
 // Tracker remembers, page by page, what the images of a process hold, so
 // that an incremental checkpoint refers to the pages that did not change
 // since the last image instead of storing them again.  A page counts as
-// unchanged when its address, its 64-bit seeded hash and its CRC32C are
-// all the same as at the last checkpoint (the kernel's write tracking,
-// userfaultfd write-protection or soft-dirty bits, would tell without
-// reading the page; this works everywhere).
+// unchanged when the kernel saw no write to it since the last checkpoint
+// (Request.Unwritten: then it is not even read) or else when its address,
+// its 64-bit seeded hash and its CRC32C are all the same as then.
 //
 // Write fills in Result.Tracker; the caller passes it back as
 // Request.Prev for the next checkpoint.
@@ -64,15 +63,31 @@ func (t *tracking) lookup(addr uint64, p []byte) (hash uint64, crc uint32, old t
 	if t.prev == nil {
 		return hash, crc, old, false
 	}
+	old, ok = t.peek(addr)
+	return hash, crc, old, ok && old.hash == hash && old.crc == crc
+}
+
+// unchanged records the page at addr as the last images hold it, if they
+// do, without reading it.  Calls come in increasing address order, mixed
+// with lookup's.
+func (t *tracking) unchanged(addr uint64) (trackedPage, bool) {
+	old, ok := t.peek(addr)
+	if ok {
+		t.record(old)
+	}
+	return old, ok
+}
+
+// peek returns where the last images hold the page at addr, if they do.
+func (t *tracking) peek(addr uint64) (trackedPage, bool) {
 	pages := t.prev.pages
 	for t.cursor < len(pages) && pages[t.cursor].addr < addr {
 		t.cursor++
 	}
-	if t.cursor < len(pages) {
-		old = pages[t.cursor]
-		ok = old.addr == addr && old.hash == hash && old.crc == crc
+	if t.cursor < len(pages) && pages[t.cursor].addr == addr {
+		return pages[t.cursor], true
 	}
-	return hash, crc, old, ok
+	return trackedPage{}, false
 }
 
 func (t *tracking) record(p trackedPage) { t.next.pages = append(t.next.pages, p) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"testing"
 )
@@ -446,5 +447,28 @@ func TestVerifyWithGaps(t *testing.T) {
 	damaged[im.Areas[1].Runs[0].FileOff+9] ^= 4
 	if err := VerifyData(bytes.NewReader(damaged), &gappy, nil); !errors.Is(err, ErrChecksum) {
 		t.Errorf("VerifyData of a damaged image with gaps: got %v, wanted %v", err, ErrChecksum)
+	}
+}
+
+func TestChecksumAppendPage(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 7, PageSize, 3 * PageSize} {
+		a := make([]byte, n)
+		p := make([]byte, PageSize)
+		for i := range a {
+			a[i] = byte(r.Uint32())
+		}
+		for i := range p {
+			p[i] = byte(r.Uint32())
+		}
+		want := ChecksumUpdate(Checksum(a), p)
+		if got := ChecksumAppendPage(Checksum(a), Checksum(p)); got != want {
+			t.Errorf("%d bytes then a page: got %#x, want %#x", n, got, want)
+		}
+	}
+	// A zero page too: its CRC is not zero.
+	z := make([]byte, PageSize)
+	if got, want := ChecksumAppendPage(Checksum(z), Checksum(z)), Checksum(append(z, z...)); got != want {
+		t.Errorf("two zero pages: got %#x, want %#x", got, want)
 	}
 }

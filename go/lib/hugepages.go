@@ -59,7 +59,7 @@ const hugeSize = 2 << 20
 // PAGEMAP_SCAN (Linux 6.7, include/uapi/linux/fs.h; not in x/sys yet).
 const (
 	pagemapScan   = 0xc0606610 // _IOWR('f', 16, struct pm_scan_arg)
-	pageIsPresent = 1 << 3
+	pageIsPresent = 1 << 3     // more in tracking.go
 	pageIsPFNZero = 1 << 5
 	pageIsHuge    = 1 << 6
 )
@@ -91,12 +91,11 @@ func collapseHuge(wake int) {
 		return
 	}
 	defer unix.Close(pm)
-	vec := make([]pageRegion, 1024)
 	for _, m := range ms {
 		if !collapsible(m) {
 			continue
 		}
-		for _, ext := range fullExtents(pm, m.Start, m.End, vec) {
+		for _, ext := range fullExtents(pm, m.Start, m.End) {
 			if requested(wake) {
 				return
 			}
@@ -119,43 +118,63 @@ func collapsible(m procfs.Mapping) bool {
 // fullExtents returns the 2 MiB-aligned extents inside [start, end) whose
 // pages are all present, none of them the zero page, and not already one
 // huge page.
-func fullExtents(pm int, start, end uint64, vec []pageRegion) []uint64 {
+func fullExtents(pm int, start, end uint64) []uint64 {
 	start = (start + hugeSize - 1) &^ (hugeSize - 1)
 	end &^= hugeSize - 1
+	if start >= end {
+		return nil
+	}
+	regions, err := scanPagemap(pm, start, end, 0, pageIsPresent, pageIsPresent|pageIsPFNZero|pageIsHuge, true)
+	if err != nil {
+		return nil
+	}
 	var exts []uint64
-	for start < end {
-		arg := pmScanArg{
-			size: uint64(unsafe.Sizeof(pmScanArg{})), start: start, end: end,
-			vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), vecLen: uint64(len(vec)),
-			categoryMask: pageIsPresent,
-			returnMask:   pageIsPresent | pageIsPFNZero | pageIsHuge,
+	for _, r := range regions {
+		if r.categories&(pageIsPFNZero|pageIsHuge) != 0 {
+			continue
 		}
-		n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pm), pagemapScan, uintptr(unsafe.Pointer(&arg)))
-		if errno != 0 || n == 0 {
-			break
-		}
-		regions := vec[:n]
-		if int(n) == len(vec) {
-			// Full: the last region may go on past where the scan
-			// stopped; scan again from its first extent.  Regions
-			// are at least a page each, so this moves on by at
-			// least 2 MiB.
-			last := regions[n-1]
-			regions = regions[:n-1]
-			start = last.start &^ (hugeSize - 1)
-		} else {
-			start = end
-		}
-		for _, r := range regions {
-			if r.categories&(pageIsPFNZero|pageIsHuge) != 0 {
-				continue
-			}
-			for e := (r.start + hugeSize - 1) &^ (hugeSize - 1); e+hugeSize <= r.end; e += hugeSize {
-				exts = append(exts, e)
-			}
+		for e := (r.start + hugeSize - 1) &^ (hugeSize - 1); e+hugeSize <= r.end; e += hugeSize {
+			exts = append(exts, e)
 		}
 	}
 	return exts
+}
+
+// scanPagemap runs PAGEMAP_SCAN over [start, end) and returns the regions
+// of pages in the categories of mask, adjacent ones with the same
+// categories (of ret) joined.  With out false it asks for no regions, to
+// write-protect with pmScanWPMatching alone.
+func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]pageRegion, error) {
+	var regions []pageRegion
+	var vec []pageRegion
+	if out {
+		vec = make([]pageRegion, 1024)
+	}
+	for start < end {
+		arg := pmScanArg{
+			size: uint64(unsafe.Sizeof(pmScanArg{})), flags: flags, start: start, end: end,
+			categoryMask: mask, returnMask: ret,
+		}
+		if out {
+			arg.vec, arg.vecLen = uint64(uintptr(unsafe.Pointer(&vec[0]))), uint64(len(vec))
+		}
+		n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pm), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+		if errno != 0 {
+			return nil, errno
+		}
+		for _, r := range vec[:n] {
+			if k := len(regions) - 1; k >= 0 && regions[k].end == r.start && regions[k].categories == r.categories {
+				regions[k].end = r.end
+			} else {
+				regions = append(regions, r)
+			}
+		}
+		if arg.walkEnd <= start {
+			return nil, unix.EIO // no progress
+		}
+		start = arg.walkEnd
+	}
+	return regions, nil
 }
 
 // requested reports whether a checkpoint request waits on the wake pipe.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ckpt/ckpt/go/dump"
+	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,10 @@ type config struct {
 	chain int        // CKPT_INCREMENTAL=N: after each full image, N-1 incremental ones
 	huge  hugePolicy // CKPT_HUGEPAGES: when to collapse memory into huge pages
 	name  string     // program name for image file names
+	// With chain: the kernel tracks writes (tracking.go) unless
+	// CKPT_TRACK_WRITES=0; CKPT_TRACK_WRITES=check also reads the pages
+	// it says are unwritten and reports the ones that changed.
+	track, trackCheck bool
 }
 
 // init runs on the runtime's own thread while the program's main() may
@@ -60,6 +65,8 @@ func init() {
 		name: programName(), huge: parseHugePolicy(os.Getenv("CKPT_HUGEPAGES"))}
 	if n, err := strconv.Atoi(os.Getenv("CKPT_INCREMENTAL")); err == nil && n > 1 {
 		cfg.chain = n
+		tw := os.Getenv("CKPT_TRACK_WRITES")
+		cfg.track, cfg.trackCheck = tw != "0", tw == "check"
 	}
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
@@ -103,21 +110,33 @@ func coordinate(fd int, cfg *config) {
 			waitLoaded()
 			restored = false
 		}
+		if cfg.track {
+			if err := writes.start(); err != nil {
+				logf(cfg, "ckpt: incremental checkpoints compare page hashes: no write tracking: %v\n", err)
+				cfg.track = false
+			} else {
+				writes.prepare()
+			}
+		}
 		child := int(C.ckpt_snapshot())
 		switch {
 		case child < 0:
+			writes.wrote(image.ImageID{})
 			logf(cfg, "ckpt: checkpoint failed, previous image kept: stopping the threads: %v\n", unix.Errno(-child))
 		case child == 0:
 			// This process was just restored from an image; the
 			// snapshot was taken before it, so what the chain
 			// remembers is older than the image: start a new one.
 			chain = chainState{}
+			writes.forget()
 			restored = true
 		default:
 			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
 		C.ckpt_finish()
-		if child > 0 && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
+		// Collapsing fails on write-protected pages (the kernel keeps
+		// tracked memory in 4 KiB pages).
+		if child > 0 && !cfg.track && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
 			collapseHuge(fd)
 		}
 	}
@@ -150,6 +169,17 @@ func checkpoint(child int, cfg *config, compress bool) {
 			req.Prev = chain.tracker
 		}
 	}
+	if cfg.track {
+		var prev image.ImageID
+		if req.Prev != nil {
+			prev = req.Prev.Images[len(req.Prev.Images)-1].ID
+		}
+		req.Unwritten, err = writes.unwritten(prev)
+		if err != nil {
+			logf(cfg, "ckpt: comparing page hashes: %v\n", err)
+		}
+		req.CheckUnwritten = cfg.trackCheck
+	}
 	res, err := dump.Write(req)
 	if err != nil {
 		// The message names the temporary file; the previous image,
@@ -159,6 +189,10 @@ func checkpoint(child int, cfg *config, compress bool) {
 	}
 	if req.Track {
 		chain.wrote(req, res.Tracker)
+		writes.wrote(req.ID)
+	}
+	if res.Missed > 0 {
+		logf(cfg, "ckpt: write tracking missed %d changed pages among %d it said were unwritten\n", res.Missed, res.Unread)
 	}
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
@@ -171,6 +205,9 @@ func checkpoint(child int, cfg *config, compress bool) {
 	if req.Prev != nil {
 		how += fmt.Sprintf(" incremental, %s new, %s from %d older images",
 			sizeString(res.Stored), sizeString(res.Reused), len(res.Tracker.Images)-1)
+		if res.Unread > 0 {
+			how += fmt.Sprintf(", %s unwritten not read", sizeString(res.Unread*image.PageSize))
+		}
 	}
 	logf(cfg, "ckpt: wrote %s (%s%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
 		req.Path, sizeString(res.Size), how, len(st.threads), pause, ms)

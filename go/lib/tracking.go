@@ -1,0 +1,233 @@
+package main
+
+/*
+#include <errno.h>
+#include "cc_shim/shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
+	"golang.org/x/sys/unix"
+)
+
+// Write tracking for incremental checkpoints: the kernel, not a hash of
+// every page, tells which pages changed since the last image.
+//
+// The program's private writable memory is registered with a userfaultfd
+// in asynchronous write-protect mode (Linux 6.7): a write to a protected
+// page just clears its protection, with no handler thread and no signal,
+// whether the program or the kernel (read(2) into a buffer) writes.  While
+// the threads are stopped, before the fork, the shim asks PAGEMAP_SCAN for
+// the pages written since the last snapshot and protects them again in the
+// same call (cc_shim/track.c), so each answer starts at a snapshot.
+//
+// What the kernel does not tell is left to the hashes: mappings made since
+// the last snapshot (registered here just before this one, so they are
+// tracked from then on), mappings that lost their registration (moved by
+// mremap, replaced by munmap and mmap: PAGEMAP_SCAN reports only
+// registered ones), pages of the file in private file mappings, and shared
+// memory.  A page the kernel saw no write to since a snapshot whose image
+// was not written (a checkpoint that failed) is not trusted either.
+//
+// The cost: registering takes the program's first write to each page after
+// a checkpoint through a minor fault (about 1.7 us here), and a program
+// that registers its own memory with a userfaultfd finds it taken (EBUSY):
+// CKPT_TRACK_WRITES=0 leaves the memory alone and compares hashes.
+
+// Linux's userfaultfd and PAGEMAP_SCAN interfaces, amd64 (not in x/sys).
+const (
+	uffdioAPI                = 0xc018aa3f
+	uffdioRegister           = 0xc020aa00
+	uffdAPI                  = 0xaa
+	uffdUserModeOnly         = 1
+	uffdFeatureWPUnpopulated = 1 << 13
+	uffdFeatureWPAsync       = 1 << 15
+	uffdRegisterModeWP       = 2
+	pmScanWPMatching         = 1
+	pageIsWPAllowed          = 1 << 0
+	pageIsWritten            = 1 << 1
+)
+
+// userEnd is the top of the user address space with 4-level page tables.
+const userEnd = 0x7ffffffff000
+
+// writeTracking is the coordinator's side of the tracking; the descriptors
+// live in C (ckpt_track), which leaves them out of images.
+type writeTracking struct {
+	known []span.Span // registered, as of the last snapshot
+	fresh []span.Span // registered since the last snapshot
+	// since is the image whose snapshot the kernel's answer counts from,
+	// zero when no written image matches the last snapshot.
+	since image.ImageID
+}
+
+var writes writeTracking
+
+// start opens the userfaultfd and /proc/self/pagemap, unless it did.
+func (w *writeTracking) start() error {
+	if C.ckpt_track.pagemap >= 0 {
+		return nil
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffdUserModeOnly, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("userfaultfd: %w", errno)
+	}
+	uffd := int(fd)
+	api := struct{ api, features, ioctls uint64 }{api: uffdAPI, features: uffdFeatureWPUnpopulated | uffdFeatureWPAsync}
+	if err := ioctl(uffd, uffdioAPI, unsafe.Pointer(&api)); err != nil {
+		unix.Close(uffd)
+		return fmt.Errorf("userfaultfd without asynchronous write-protection (Linux 6.7): %w", err)
+	}
+	pm, err := unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(uffd)
+		return err
+	}
+	if _, err := scanPagemap(pm, 0, image.PageSize, 0, pageIsWPAllowed, pageIsWPAllowed, true); err != nil {
+		unix.Close(uffd)
+		unix.Close(pm)
+		return fmt.Errorf("PAGEMAP_SCAN (Linux 6.7): %w", err)
+	}
+	if C.ckpt_track.regions == nil {
+		if err := growRegions(1 << 16); err != nil {
+			unix.Close(uffd)
+			unix.Close(pm)
+			return err
+		}
+	}
+	C.ckpt_track.uffd, C.ckpt_track.pagemap = C.int32_t(uffd), C.int32_t(pm)
+	*w = writeTracking{}
+	return nil
+}
+
+// growRegions gives the shim a buffer for n regions, in a mapping of its
+// own that prepare leaves alone: the kernel writes it after the scan has
+// passed its pages, so only a hash comparison sees it right.
+func growRegions(n uint64) error {
+	t := &C.ckpt_track
+	b, err := unix.Mmap(-1, 0, int(n)*int(unsafe.Sizeof(pageRegion{})), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return fmt.Errorf("mapping a buffer for the written pages: %w", err)
+	}
+	if t.regions != nil {
+		unix.Munmap(regionBuffer())
+	}
+	t.regions, t.cap, t.n = (*C.uint64_t)(unsafe.Pointer(&b[0])), C.uint64_t(n), 0
+	return nil
+}
+
+// regionBuffer is the shim's buffer as a byte slice.
+func regionBuffer() []byte {
+	t := &C.ckpt_track
+	return unsafe.Slice((*byte)(unsafe.Pointer(t.regions)), uintptr(t.cap)*unsafe.Sizeof(pageRegion{}))
+}
+
+// forget drops the tracking in a process just restored from an image: the
+// descriptors were not saved, and nothing is registered any more.
+func (w *writeTracking) forget() {
+	C.ckpt_track.uffd, C.ckpt_track.pagemap = -1, -1
+	*w = writeTracking{}
+}
+
+// prepare registers the private writable mappings that are not registered
+// yet and protects their pages, just before a snapshot.
+func (w *writeTracking) prepare() {
+	text, err := procfs.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	maps, err := procfs.ParseMaps(text)
+	if err != nil {
+		return
+	}
+	w.fresh = w.fresh[:0]
+	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
+	buf := regionBuffer()
+	start := uint64(uintptr(unsafe.Pointer(&buf[0])))
+	known := span.Insert(w.known, span.Span{Start: start, End: start + uint64(len(buf))})
+	for _, m := range maps {
+		if !trackable(m) {
+			continue
+		}
+		for _, sp := range span.Subtract([]span.Span{{Start: m.Start, End: m.End}}, known) {
+			reg := struct{ start, len, mode, ioctls uint64 }{start: sp.Start, len: sp.End - sp.Start, mode: uffdRegisterModeWP}
+			if ioctl(uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil {
+				continue // taken by another userfaultfd, or not allowed: hashed
+			}
+			// Protect what is populated, with no output; untouched
+			// pages need no protection: their first write makes a
+			// page the kernel reports as written.
+			scanPagemap(pm, sp.Start, sp.End, pmScanWPMatching, pageIsWritten, pageIsWritten, false)
+			w.fresh = append(w.fresh, sp)
+		}
+	}
+}
+
+// trackable reports whether m is private memory the program can write,
+// not one of the kernel's special mappings.
+func trackable(m procfs.Mapping) bool {
+	return !m.Shared && m.Write && m.End <= image.MaxUserAddr &&
+		!(strings.HasPrefix(m.Name, "[v") && strings.HasSuffix(m.Name, "]")) // [vdso], [vvar], [vsyscall]
+}
+
+// unwritten returns, after a snapshot, the address ranges the kernel saw no
+// write in since the snapshot of image prev (zero: none), and notes the
+// mappings registered now.  Nothing, if the answer does not start at prev.
+func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
+	fresh, since := w.fresh, w.since
+	w.fresh, w.since = nil, image.ImageID{}
+	t := &C.ckpt_track
+	if t.err == C.ENOSPC {
+		// The pages past the last region stay written: they count
+		// next time.  Twice the room for next time.
+		w.known = nil
+		n := uint64(t.cap)
+		if err := growRegions(2 * n); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("more than %d stretches of written pages; room for twice as many next time", n)
+	}
+	if t.err != 0 {
+		w.known = nil
+		return nil, fmt.Errorf("asking the kernel for written pages: %w", unix.Errno(t.err))
+	}
+	written := make([]span.Span, 0, t.n)
+	if t.n > 0 {
+		for _, r := range unsafe.Slice((*pageRegion)(unsafe.Pointer(t.regions)), t.n) {
+			written = append(written, span.Span{Start: r.start, End: r.end})
+		}
+	}
+	registered, err := scanPagemap(int(t.pagemap), 0, userEnd, 0, pageIsWPAllowed, pageIsWPAllowed, true)
+	if err != nil {
+		w.known = nil
+		return nil, fmt.Errorf("asking the kernel for tracked mappings: %w", err)
+	}
+	// Registrations only end between snapshots (munmap, mremap), and
+	// only prepare adds them: what is registered now was at the snapshot.
+	w.known = w.known[:0]
+	for _, r := range registered {
+		w.known = append(w.known, span.Span{Start: r.start, End: r.end})
+	}
+	if prev == (image.ImageID{}) || prev != since {
+		return nil, nil
+	}
+	return span.Subtract(span.Subtract(w.known, written), fresh), nil
+}
+
+// wrote notes that the image id holds the last snapshot.
+func (w *writeTracking) wrote(id image.ImageID) { w.since = id }
+
+func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg)); errno != 0 {
+		return errno
+	}
+	return nil
+}

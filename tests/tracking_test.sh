@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# tracking_test.sh LIBCKPT RESTART CHURN
+#
+# Incremental checkpoints with the kernel's write tracking (go/lib/tracking.go)
+# of a program that changes its memory in every way the tracking must see
+# (tests/progs/churn.c: its own writes, read(2) into pages, MADV_DONTNEED,
+# mmap over pages, mprotect, mremap, a forked child's writes):
+#   - with CKPT_TRACK_WRITES=check every page the kernel calls unwritten is
+#     read anyway and compared: no checkpoint may report a miss, and every
+#     incremental one must have taken pages without reading them;
+#   - the newest incremental image restarts and the program's check of all
+#     its memory passes; the restored process tracks again from scratch
+#     (a full image, then incremental ones) and restarts again;
+#   - with CKPT_TRACK_WRITES=0 incremental images compare hashes only.
+set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
+lib=$(realpath "$1")
+restart=$(realpath "$2")
+churn=$(realpath "$3")
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/tracking.XXXXXX")
+cd "$work"
+
+# checkpoints PID ERR N: N checkpoints of PID, each reported in ERR and
+# followed by two more ticks of OUT (ERR with .out for .err).
+checkpoints() {
+	local out=${2%.err}.out n
+	for _ in $(seq "$3"); do
+		n=$(count "ckpt: wrote" "$2")
+		kill -USR2 "$1"
+		wait_for at_least "ckpt: wrote" "$2" $((n + 1)) || fail "checkpoint $((n + 1)) of $1 was not reported"
+		wait_for at_least . "$out" $(($(count . "$out") + 2)) || fail "$1 stopped after checkpoint $((n + 1))"
+	done
+}
+# tracked ERR N: ERR reports no miss, N incremental images, each of which
+# took pages without reading them.
+tracked() {
+	if grep -q "missed" "$1"; then fail "write tracking missed changes: $(grep missed "$1")"; fi
+	[[ $(count " incremental, " "$1") == "$2" ]] || fail "want $2 incremental images in $1"
+	[[ $(count "unwritten not read" "$1") == "$2" ]] || fail "not every incremental image used the kernel's tracking"
+	if grep -v "^ckpt: wrote" "$1"; then fail "unexpected messages in $1"; fi
+}
+# restore NAME IMAGE: restart IMAGE and let it run 5 ticks with its checks.
+restore() {
+	"$restart" --pid-file "$1.pid" "$2" >"$1.out" 2>"$1.err" &
+	pids+=($!)
+	wait_for at_least . "$1.out" 5 || fail "$1: the restored program did not tick"
+	if grep -q "FAIL\|not version\|reads" "$1.out"; then fail "$1: the restored memory is wrong"; fi
+	wait_for test -s "$1.pid" || fail "$1: restart --pid-file wrote nothing"
+}
+
+CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 >orig.out 2>orig.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . orig.out 3 || fail "churn did not start"
+# A chain of four (full, three incremental), then a full one and one more.
+checkpoints "$pid" orig.err 6
+tracked orig.err 4
+kill -9 "$pid"
+{ wait "$pid"; } 2>/dev/null || true
+image=$work/churn.$pid.ckpt
+
+restore first "$image"
+rpid=$(cat first.pid)
+checkpoints "$rpid" first.err 3
+tracked first.err 2
+kill -9 "$rpid"
+restore second "$image"
+kill -9 "$(cat second.pid)"
+
+CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=0 CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 >hashed.out 2>hashed.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . hashed.out 3 || fail "churn did not start"
+checkpoints "$pid" hashed.err 2
+[[ $(count " incremental, " hashed.err) == 1 ]] || fail "CKPT_TRACK_WRITES=0: no incremental image"
+if grep -q "unwritten not read" hashed.err; then fail "CKPT_TRACK_WRITES=0 still used the kernel's tracking"; fi
+echo "PASS: $(grep -c 'unwritten not read' orig.err first.err | tr '\n' ' ')incremental images from the kernel's tracking, no miss"
