@@ -2,7 +2,7 @@
 // against this machine's own baselines, and prints a table.
 //
 //	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse]
-//	    [--zmodes full,text] [--dir DIR]
+//	    [--zmodes full,text] [--incremental full] [--dir DIR]
 //
 // It first prints what the library costs a program that never checkpoints
 // (--sizes "" prints only that).
@@ -20,6 +20,12 @@
 // in DIR: one read of the image from the page cache ("read") and a memory
 // copy of the image's size into fresh memory ("copy", the floor of a
 // restore that copies).
+//
+// A third table times an incremental checkpoint (CKPT_INCREMENTAL) taken
+// two ticks after a full one, for the modes in --incremental: the program
+// changes one word in every 64th page per tick.  "hash" compares every
+// page's hash with the last image's (CKPT_TRACK_WRITES=0), "kernel" asks
+// the kernel which pages were written (go/lib/tracking.go).
 //
 // A second table does the same with compressed images (CKPT_COMPRESS=1) for
 // the modes in --zmodes ("text": pages that compress about 2:1), against
@@ -46,6 +52,7 @@ func main() {
 	sizes := flag.String("sizes", "64,512,2048", "heap sizes in MiB")
 	modes := flag.String("modes", "full,halfzero,sparse", "full: all pages random; halfzero: half zero; sparse: half never touched")
 	zmodes := flag.String("zmodes", "full,text", "modes to measure compressed too (text: compresses 2:1)")
+	imodes := flag.String("incremental", "full", "modes to measure incremental checkpoints of")
 	dir := flag.String("dir", os.TempDir(), "where images and baseline files go")
 	flag.Parse()
 	root, err := runfiles()
@@ -72,6 +79,9 @@ func main() {
 			}
 		}
 		for _, m := range ms {
+			if m == "" {
+				continue
+			}
 			z := slices.Contains(strings.Split(*zmodes, ","), m)
 			zrow, err := one(root, *dir, s, m, slices.Contains(strings.Split(*modes, ","), m), z)
 			if err != nil {
@@ -80,6 +90,22 @@ func main() {
 			}
 			if z {
 				zrows = append(zrows, zrow)
+			}
+		}
+	}
+	if *imodes != "" {
+		fmt.Printf("\nincremental checkpoint after 2 ticks (1/64 of the pages written each), hash compare against kernel tracking:\n")
+		fmt.Printf("%-6s %-8s %9s %7s %9s %7s %9s %7s\n",
+			"MiB", "mode", "image MiB", "hash ms", "pause ms", "kern ms", "pause ms", "hash/kern")
+		for _, s := range strings.Split(*sizes, ",") {
+			for _, m := range strings.Split(*imodes, ",") {
+				if m == "" {
+					continue
+				}
+				if err := incremental(root, *dir, s, m); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: incremental %s MiB %s: %v\n", s, m, err)
+					os.Exit(1)
+				}
 			}
 		}
 	}
@@ -115,7 +141,11 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(work)
-	ck, err := checkpoint(root, work, size, mode, plain)
+	then := noSecond
+	if plain {
+		then = afterHuge
+	}
+	ck, err := checkpoint(root, work, size, mode, then)
 	if err != nil {
 		return "", err
 	}
@@ -153,7 +183,7 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	if err := os.Rename(ck.image, plainImage); err != nil {
 		return "", err
 	}
-	zk, err := checkpoint(root, work, size, mode, false, "CKPT_COMPRESS=1")
+	zk, err := checkpoint(root, work, size, mode, noSecond, "CKPT_COMPRESS=1")
 	if err != nil {
 		return "", err
 	}
@@ -172,19 +202,51 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-// checkpointed is what one checkpoint of bigheap gave.
+// incremental prints a row of the incremental table.
+func incremental(root, dir, size, mode string) error {
+	var cks [2]checkpointed
+	for i, track := range []string{"0", "1"} {
+		work, err := os.MkdirTemp(dir, "bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+		cks[i], err = checkpoint(root, work, size, mode, afterTicks,
+			"CKPT_INCREMENTAL=100", "CKPT_HUGEPAGES=0", "CKPT_TRACK_WRITES="+track)
+		if err != nil {
+			return err
+		}
+	}
+	hash, kern := cks[0], cks[1]
+	fmt.Printf("%-6s %-8s %9.1f %7.1f %9.1f %7.1f %9.1f %7.2f\n", size, mode, mib(kern.nextSize),
+		hash.nextTotal*1000, hash.next, kern.nextTotal*1000, kern.next, hash.nextTotal/kern.nextTotal)
+	return nil
+}
+
+// checkpointed is what one checkpoint of bigheap gave, and a second one.
 type checkpointed struct {
 	image        string
 	size         int64
 	pause, total float64 // ms, s
-	next         float64 // ms: the pause of a second checkpoint, after the huge page pass
+	next         float64 // ms: the second checkpoint's pause
+	nextTotal    float64 // s
+	nextSize     int64
 }
 
+// When a second checkpoint is taken.
+type second int
+
+const (
+	noSecond   second = iota
+	afterHuge         // once the library moved memory into huge pages
+	afterTicks        // two ticks after the first
+)
+
 // checkpoint runs bigheap with env added, checkpoints it, and kills it.
-// With again it waits for the library to have moved memory into huge pages
-// after the first checkpoint (go/lib/hugepages.go) and checkpoints again:
-// the pause users see from the second checkpoint on.
-func checkpoint(root, work, size, mode string, again bool, env ...string) (checkpointed, error) {
+// With afterHuge it waits for the library to have moved memory into huge
+// pages after the first checkpoint (go/lib/hugepages.go) and checkpoints
+// again: the pause users see from the second checkpoint on.
+func checkpoint(root, work, size, mode string, then second, env ...string) (checkpointed, error) {
 	var ck checkpointed
 	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), "1000", size, mode, "mark")
 	prog.Env = append(append(os.Environ(), "LD_PRELOAD="+filepath.Join(root, "libckpt.so"), "CKPT_DIR="+work), env...)
@@ -227,22 +289,35 @@ func checkpoint(root, work, size, mode string, again bool, env ...string) (check
 		return ck, err
 	}
 	ck.size = fi.Size()
-	if again {
+	switch then {
+	case noSecond:
+		return ck, nil
+	case afterHuge:
 		if err := hugeSettled(prog.Process.Pid); err != nil {
 			return ck, err
 		}
-		// Right after a tick, as the first time: the program sleeps,
-		// and a restored one's first line is "wake".
+	case afterTicks:
 		if err := nextTick(ticks); err != nil {
 			return ck, err
 		}
-		prog.Process.Signal(syscall.SIGUSR2)
-		m, err := nextReport(reports)
-		if err != nil {
-			return ck, err
-		}
-		ck.next, _ = strconv.ParseFloat(m[2], 64)
 	}
+	// Right after a tick, as the first time: the program sleeps,
+	// and a restored one's first line is "wake".
+	if err := nextTick(ticks); err != nil {
+		return ck, err
+	}
+	prog.Process.Signal(syscall.SIGUSR2)
+	m, err = nextReport(reports)
+	if err != nil {
+		return ck, err
+	}
+	ck.next, _ = strconv.ParseFloat(m[2], 64)
+	ms, _ = strconv.ParseFloat(m[3], 64)
+	ck.nextTotal = ms / 1000
+	if fi, err = os.Stat(m[1]); err != nil {
+		return ck, err
+	}
+	ck.nextSize = fi.Size()
 	return ck, nil
 }
 
