@@ -29,12 +29,6 @@ type trackedPage struct {
 	crc, img        uint32
 }
 
-// Clear zeroes the tracker's memory once it is no longer needed.
-func (t *Tracker) Clear() {
-	clear(t.pages[:cap(t.pages)])
-	t.pages = nil
-}
-
 // tracking is one checkpoint's use of trackers: the last one (nil for a
 // full checkpoint) and the one being built.
 type tracking struct {
@@ -48,6 +42,9 @@ func newTracking(prev *Tracker, id image.ImageID) *tracking {
 	if prev != nil {
 		t.next.seed = prev.seed
 		t.next.Images = append(t.next.Images, prev.Images...)
+		// About as many pages as last time: one allocation, not a
+		// series of doublings of fresh memory.
+		t.next.pages = make([]trackedPage, 0, len(prev.pages)+len(prev.pages)/16+64)
 	}
 	t.next.Images = append(t.next.Images, image.Parent{ID: id})
 	return t

@@ -9,10 +9,23 @@ package image
 // ChecksumAppendPage returns the Checksum of the bytes crc is the Checksum
 // of followed by one page whose Checksum is page: what ChecksumUpdate gives
 // for the same bytes.
-func ChecksumAppendPage(crc, page uint32) uint32 { return gf2Times(&pageShift, crc) ^ page }
+func ChecksumAppendPage(crc, page uint32) uint32 {
+	t := &pageShift
+	return t[0][byte(crc)] ^ t[1][byte(crc>>8)] ^ t[2][byte(crc>>16)] ^ t[3][crc>>24] ^ page
+}
 
-// pageShift appends PageSize zero bytes to a CRC register.
-var pageShift = zeroShift(PageSize)
+// pageShift appends PageSize zero bytes to a CRC register, byte by byte of
+// the register: pageShift[k][b] is the image of b<<(8k).
+var pageShift = byteTables(zeroShift(PageSize))
+
+func byteTables(m [32]uint32) (t [4][256]uint32) {
+	for k := range t {
+		for b := range t[k] {
+			t[k][b] = gf2Times(&m, uint32(b)<<(8*k))
+		}
+	}
+	return t
+}
 
 // zeroShift returns the matrix that appends n zero bytes, by squaring the
 // one-zero-bit operator: column i is the image of bit i.

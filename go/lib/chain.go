@@ -54,9 +54,6 @@ func (c *chainState) wrote(req *dump.Request, t *dump.Tracker) {
 		}
 		c.links, c.length = nil, 0
 	}
-	if c.tracker != nil {
-		c.tracker.Clear() // garbage from now on: let it cost the next image nothing
-	}
 	c.tracker = t
 	c.length++
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -134,6 +135,13 @@ func coordinate(fd int, cfg *config) {
 			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
 		}
 		C.ckpt_finish()
+		if child > 0 {
+			// What writing the image allocated (buffers, the last
+			// tracker) goes back to the kernel: the program's
+			// resident memory shrinks back, and the next image does
+			// not store these pages.
+			debug.FreeOSMemory()
+		}
 		// Collapsing fails on write-protected pages (the kernel keeps
 		// tracked memory in 4 KiB pages).
 		if child > 0 && !cfg.track && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
