@@ -11,6 +11,12 @@
 #   - the newest incremental image restarts and the program's check of all
 #     its memory passes; the restored process tracks again from scratch
 #     (a full image, then incremental ones) and restarts again;
+#   - when the kernel's report does not fit (CKPT_TRACK_REGIONS=2), the
+#     checkpoint says so and compares hashes, and the next ones use the
+#     tracking again: still no miss;
+#   - after a checkpoint that failed (the image directory replaced by a
+#     file), the next image compares hashes: the kernel's answer starts at
+#     the failed one's snapshot, not at the last image's; no miss;
 #   - with CKPT_TRACK_WRITES=0 incremental images compare hashes only.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
@@ -66,6 +72,43 @@ tracked first.err 2
 kill -9 "$rpid"
 restore second "$image"
 kill -9 "$(cat second.pid)"
+
+# A report buffer for 2 stretches: churn writes hundreds per tick.
+CKPT_INCREMENTAL=20 CKPT_TRACK_REGIONS=2 CKPT_TRACK_WRITES=check CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 >small.out 2>small.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . small.out 3 || fail "churn did not start"
+checkpoints "$pid" small.err 12
+if grep -q "missed" small.err; then fail "write tracking missed changes: $(grep missed small.err)"; fi
+grep -q "more than 2 stretches of written pages" small.err || fail "a report too big for its buffer was not noticed"
+grep "ckpt: wrote" small.err | tail -n 1 | grep -q "unwritten not read" || fail "the tracking did not come back once its buffer grew"
+kill -9 "$pid"
+{ wait "$pid"; } 2>/dev/null || true
+
+# A checkpoint that fails between two that work.
+mkdir failing
+CKPT_INCREMENTAL=20 CKPT_TRACK_WRITES=check CKPT_DIR=$work/failing LD_PRELOAD=$lib "$churn" 30 >failing.out 2>failing.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . failing.out 3 || fail "churn did not start"
+checkpoints "$pid" failing.err 2
+mv failing failing.away
+touch failing
+kill -USR2 "$pid"
+wait_for grep -q "checkpoint failed" failing.err || fail "no failure reported for a file in place of the directory"
+wait_for at_least . failing.out $(($(count . failing.out) + 3)) || fail "churn stopped after a failed checkpoint"
+rm failing
+mv failing.away failing
+checkpoints "$pid" failing.err 2
+if grep -q "missed" failing.err; then fail "write tracking missed changes after a failed checkpoint: $(grep missed failing.err)"; fi
+after=$(grep "ckpt: wrote" failing.err | sed -n 3p)
+[[ $after == *" incremental, "* ]] || fail "the image after a failed checkpoint is not incremental: $after"
+[[ $after == *"unwritten not read"* ]] && fail "the image after a failed checkpoint trusted the kernel's answer"
+grep "ckpt: wrote" failing.err | sed -n 4p | grep -q "unwritten not read" || fail "the tracking did not come back after a failed checkpoint"
+kill -9 "$pid"
+{ wait "$pid"; } 2>/dev/null || true
+restore failed "$work/failing/churn.$pid.ckpt"
+kill -9 "$(cat failed.pid)"
 
 CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=0 CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 >hashed.out 2>hashed.err &
 pid=$!

@@ -68,6 +68,9 @@ func init() {
 		cfg.chain = n
 		tw := os.Getenv("CKPT_TRACK_WRITES")
 		cfg.track, cfg.trackCheck = tw != "0", tw == "check"
+		if n, err := strconv.ParseUint(os.Getenv("CKPT_TRACK_REGIONS"), 10, 32); err == nil && n > 0 {
+			regionsAtFirst = n
+		}
 	}
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.

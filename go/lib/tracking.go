@@ -70,6 +70,11 @@ type writeTracking struct {
 
 var writes writeTracking
 
+// regionsAtFirst is how many stretches of written pages the shim's buffer
+// holds at first (CKPT_TRACK_REGIONS, for tests); it doubles when a
+// checkpoint finds more.
+var regionsAtFirst uint64 = 1 << 16
+
 // start opens the userfaultfd and /proc/self/pagemap, unless it did.
 func (w *writeTracking) start() error {
 	if C.ckpt_track.pagemap >= 0 {
@@ -96,7 +101,7 @@ func (w *writeTracking) start() error {
 		return fmt.Errorf("PAGEMAP_SCAN (Linux 6.7): %w", err)
 	}
 	if C.ckpt_track.regions == nil {
-		if err := growRegions(1 << 16); err != nil {
+		if err := growRegions(regionsAtFirst); err != nil {
 			unix.Close(uffd)
 			unix.Close(pm)
 			return err
@@ -185,26 +190,6 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	fresh, since := w.fresh, w.since
 	w.fresh, w.since = nil, image.ImageID{}
 	t := &C.ckpt_track
-	if t.err == C.ENOSPC {
-		// The pages past the last region stay written: they count
-		// next time.  Twice the room for next time.
-		w.known = nil
-		n := uint64(t.cap)
-		if err := growRegions(2 * n); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("more than %d stretches of written pages; room for twice as many next time", n)
-	}
-	if t.err != 0 {
-		w.known = nil
-		return nil, fmt.Errorf("asking the kernel for written pages: %w", unix.Errno(t.err))
-	}
-	written := make([]span.Span, 0, t.n)
-	if t.n > 0 {
-		for _, r := range unsafe.Slice((*pageRegion)(unsafe.Pointer(t.regions)), t.n) {
-			written = append(written, span.Span{Start: r.start, End: r.end})
-		}
-	}
 	registered, err := scanPagemap(int(t.pagemap), 0, userEnd, 0, pageIsWPAllowed, pageIsWPAllowed, true)
 	if err != nil {
 		w.known = nil
@@ -215,6 +200,24 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	w.known = w.known[:0]
 	for _, r := range registered {
 		w.known = append(w.known, span.Span{Start: r.start, End: r.end})
+	}
+	switch {
+	case t.err == C.ENOSPC:
+		// The pages past the last region reported stay written:
+		// they count next time.  Twice the room for next time.
+		n := uint64(t.cap)
+		if err := growRegions(2 * n); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("more than %d stretches of written pages; room for twice as many next time", n)
+	case t.err != 0:
+		return nil, fmt.Errorf("asking the kernel for written pages: %w", unix.Errno(t.err))
+	}
+	written := make([]span.Span, 0, t.n)
+	if t.n > 0 {
+		for _, r := range unsafe.Slice((*pageRegion)(unsafe.Pointer(t.regions)), t.n) {
+			written = append(written, span.Span{Start: r.start, End: r.end})
+		}
 	}
 	if prev == (image.ImageID{}) || prev != since {
 		return nil, nil
