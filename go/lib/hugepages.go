@@ -77,7 +77,13 @@ type pageRegion struct{ start, end, categories uint64 }
 // kernels without PAGEMAP_SCAN or MADV_COLLAPSE.  It says nothing: a line
 // after every checkpoint would be noise, and the next report's pause shows
 // the effect.
-func collapseHuge(wake int) {
+//
+// With write tracking (uffd >= 0, tracking.go) the kernel refuses extents
+// holding a write-protected page, so each extent is unprotected first: its
+// pages count as written at the next checkpoint, which reads and hashes
+// them (its image does not grow: unchanged pages are still found), and
+// once collapsed it is protected again as one huge page.
+func collapseHuge(wake, uffd int) {
 	maps, err := procfs.ReadFile("/proc/self/maps")
 	if err != nil {
 		return
@@ -98,6 +104,10 @@ func collapseHuge(wake int) {
 		for _, ext := range fullExtents(pm, m.Start, m.End) {
 			if requested(wake) {
 				return
+			}
+			if uffd >= 0 {
+				wp := struct{ start, len, mode uint64 }{start: ext, len: hugeSize}
+				ioctl(uffd, uffdioWriteprotect, unsafe.Pointer(&wp))
 			}
 			// The raw call: ext is the program's memory, not Go's.
 			_, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(ext), hugeSize, unix.MADV_COLLAPSE)

@@ -145,10 +145,8 @@ func coordinate(fd int, cfg *config) {
 			// not store these pages.
 			debug.FreeOSMemory()
 		}
-		// Collapsing fails on write-protected pages (the kernel keeps
-		// tracked memory in 4 KiB pages).
-		if child > 0 && !cfg.track && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
-			collapseHuge(fd)
+		if child > 0 && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
+			collapseHuge(fd, int(C.ckpt_track.uffd))
 		}
 	}
 }

@@ -45,6 +45,7 @@ import (
 const (
 	uffdioAPI                = 0xc018aa3f
 	uffdioRegister           = 0xc020aa00
+	uffdioWriteprotect       = 0xc018aa06
 	uffdAPI                  = 0xaa
 	uffdUserModeOnly         = 1
 	uffdFeatureWPUnpopulated = 1 << 13
