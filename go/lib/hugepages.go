@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,22 +57,6 @@ func (p hugePolicy) after(pause time.Duration) bool {
 
 const hugeSize = 2 << 20
 
-// PAGEMAP_SCAN (Linux 6.7, include/uapi/linux/fs.h; not in x/sys yet).
-const (
-	pagemapScan   = 0xc0606610 // _IOWR('f', 16, struct pm_scan_arg)
-	pageIsPresent = 1 << 3     // more in tracking.go
-	pageIsPFNZero = 1 << 5
-	pageIsHuge    = 1 << 6
-)
-
-type pmScanArg struct {
-	size, flags, start, end, walkEnd, vec, vecLen, maxPages uint64
-	categoryInverted, categoryMask, categoryAnyofMask       uint64
-	returnMask                                              uint64
-}
-
-type pageRegion struct{ start, end, categories uint64 }
-
 // collapseHuge runs the pass.  It returns early when the wake descriptor
 // becomes readable (a checkpoint was requested), and quietly does nothing on
 // kernels without PAGEMAP_SCAN or MADV_COLLAPSE.  It says nothing: a line
@@ -106,8 +91,8 @@ func collapseHuge(wake, uffd int) {
 				return
 			}
 			if uffd >= 0 {
-				wp := struct{ start, len, mode uint64 }{start: ext, len: hugeSize}
-				ioctl(uffd, uffdioWriteprotect, unsafe.Pointer(&wp))
+				unprotect := uapi.UffdioRange{Start: ext, Len: hugeSize}
+				uapi.Ioctl(uffd, uapi.UffdioWriteprotect, unsafe.Pointer(&unprotect))
 			}
 			// The raw call: ext is the program's memory, not Go's.
 			_, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(ext), hugeSize, unix.MADV_COLLAPSE)
@@ -134,16 +119,16 @@ func fullExtents(pm int, start, end uint64) []uint64 {
 	if start >= end {
 		return nil
 	}
-	regions, err := scanPagemap(pm, start, end, 0, pageIsPresent, pageIsPresent|pageIsPFNZero|pageIsHuge, true)
+	regions, err := scanPagemap(pm, start, end, 0, uapi.PageIsPresent, uapi.PageIsPresent|uapi.PageIsPFNZero|uapi.PageIsHuge, true)
 	if err != nil {
 		return nil
 	}
 	var exts []uint64
 	for _, r := range regions {
-		if r.categories&(pageIsPFNZero|pageIsHuge) != 0 {
+		if r.Categories&(uapi.PageIsPFNZero|uapi.PageIsHuge) != 0 {
 			continue
 		}
-		for e := (r.start + hugeSize - 1) &^ (hugeSize - 1); e+hugeSize <= r.end; e += hugeSize {
+		for e := (r.Start + hugeSize - 1) &^ (hugeSize - 1); e+hugeSize <= r.End; e += hugeSize {
 			exts = append(exts, e)
 		}
 	}
@@ -153,36 +138,36 @@ func fullExtents(pm int, start, end uint64) []uint64 {
 // scanPagemap runs PAGEMAP_SCAN over [start, end) and returns the regions
 // of pages in the categories of mask, adjacent ones with the same
 // categories (of ret) joined.  With out false it asks for no regions, to
-// write-protect with pmScanWPMatching alone.
-func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]pageRegion, error) {
-	var regions []pageRegion
-	var vec []pageRegion
+// write-protect with uapi.PMScanWPMatching alone.
+func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]uapi.PageRegion, error) {
+	var regions []uapi.PageRegion
+	var vec []uapi.PageRegion
 	if out {
-		vec = make([]pageRegion, 1024)
+		vec = make([]uapi.PageRegion, 1024)
 	}
 	for start < end {
-		arg := pmScanArg{
-			size: uint64(unsafe.Sizeof(pmScanArg{})), flags: flags, start: start, end: end,
-			categoryMask: mask, returnMask: ret,
+		arg := uapi.PMScanArg{
+			Size: uint64(unsafe.Sizeof(uapi.PMScanArg{})), Flags: flags, Start: start, End: end,
+			CategoryMask: mask, ReturnMask: ret,
 		}
 		if out {
-			arg.vec, arg.vecLen = uint64(uintptr(unsafe.Pointer(&vec[0]))), uint64(len(vec))
+			arg.Vec, arg.VecLen = uint64(uintptr(unsafe.Pointer(&vec[0]))), uint64(len(vec))
 		}
-		n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pm), pagemapScan, uintptr(unsafe.Pointer(&arg)))
+		n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pm), uapi.PagemapScan, uintptr(unsafe.Pointer(&arg)))
 		if errno != 0 {
 			return nil, errno
 		}
 		for _, r := range vec[:n] {
-			if k := len(regions) - 1; k >= 0 && regions[k].end == r.start && regions[k].categories == r.categories {
-				regions[k].end = r.end
+			if k := len(regions) - 1; k >= 0 && regions[k].End == r.Start && regions[k].Categories == r.Categories {
+				regions[k].End = r.End
 			} else {
 				regions = append(regions, r)
 			}
 		}
-		if arg.walkEnd <= start {
+		if arg.WalkEnd <= start {
 			return nil, unix.EIO // no progress
 		}
-		start = arg.walkEnd
+		start = arg.WalkEnd
 	}
 	return regions, nil
 }

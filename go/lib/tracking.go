@@ -14,6 +14,7 @@ import (
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
 	"github.com/ckpt/ckpt/go/span"
+	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,21 +42,6 @@ import (
 // that registers its own memory with a userfaultfd finds it taken (EBUSY):
 // CKPT_TRACK_WRITES=0 leaves the memory alone and compares hashes.
 
-// Linux's userfaultfd and PAGEMAP_SCAN interfaces, amd64 (not in x/sys).
-const (
-	uffdioAPI                = 0xc018aa3f
-	uffdioRegister           = 0xc020aa00
-	uffdioWriteprotect       = 0xc018aa06
-	uffdAPI                  = 0xaa
-	uffdUserModeOnly         = 1
-	uffdFeatureWPUnpopulated = 1 << 13
-	uffdFeatureWPAsync       = 1 << 15
-	uffdRegisterModeWP       = 2
-	pmScanWPMatching         = 1
-	pageIsWPAllowed          = 1 << 0
-	pageIsWritten            = 1 << 1
-)
-
 // userEnd is the top of the user address space with 4-level page tables.
 const userEnd = 0x7ffffffff000
 
@@ -81,13 +67,13 @@ func (w *writeTracking) start() error {
 	if C.ckpt_track.pagemap >= 0 {
 		return nil
 	}
-	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uffdUserModeOnly, 0, 0)
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK|uapi.UffdUserModeOnly, 0, 0)
 	if errno != 0 {
 		return fmt.Errorf("userfaultfd: %w", errno)
 	}
 	uffd := int(fd)
-	api := struct{ api, features, ioctls uint64 }{api: uffdAPI, features: uffdFeatureWPUnpopulated | uffdFeatureWPAsync}
-	if err := ioctl(uffd, uffdioAPI, unsafe.Pointer(&api)); err != nil {
+	api := uapi.UffdioAPIArg{API: uapi.UffdAPI, Features: uapi.UffdFeatureWPUnpopulated | uapi.UffdFeatureWPAsync}
+	if err := uapi.Ioctl(uffd, uapi.UffdioAPI, unsafe.Pointer(&api)); err != nil {
 		unix.Close(uffd)
 		return fmt.Errorf("userfaultfd without asynchronous write-protection (Linux 6.7): %w", err)
 	}
@@ -96,7 +82,7 @@ func (w *writeTracking) start() error {
 		unix.Close(uffd)
 		return err
 	}
-	if _, err := scanPagemap(pm, 0, image.PageSize, 0, pageIsWPAllowed, pageIsWPAllowed, true); err != nil {
+	if _, err := scanPagemap(pm, 0, image.PageSize, 0, uapi.PageIsWPAllowed, uapi.PageIsWPAllowed, true); err != nil {
 		unix.Close(uffd)
 		unix.Close(pm)
 		return fmt.Errorf("PAGEMAP_SCAN (Linux 6.7): %w", err)
@@ -118,7 +104,7 @@ func (w *writeTracking) start() error {
 // passed its pages, so only a hash comparison sees it right.
 func growRegions(n uint64) error {
 	t := &C.ckpt_track
-	b, err := unix.Mmap(-1, 0, int(n)*int(unsafe.Sizeof(pageRegion{})), unix.PROT_READ|unix.PROT_WRITE,
+	b, err := unix.Mmap(-1, 0, int(n)*int(unsafe.Sizeof(uapi.PageRegion{})), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return fmt.Errorf("mapping a buffer for the written pages: %w", err)
@@ -133,7 +119,7 @@ func growRegions(n uint64) error {
 // regionBuffer is the shim's buffer as a byte slice.
 func regionBuffer() []byte {
 	t := &C.ckpt_track
-	return unsafe.Slice((*byte)(unsafe.Pointer(t.regions)), uintptr(t.cap)*unsafe.Sizeof(pageRegion{}))
+	return unsafe.Slice((*byte)(unsafe.Pointer(t.regions)), uintptr(t.cap)*unsafe.Sizeof(uapi.PageRegion{}))
 }
 
 // forget drops the tracking in a process just restored from an image: the
@@ -164,14 +150,17 @@ func (w *writeTracking) prepare() {
 			continue
 		}
 		for _, sp := range span.Subtract([]span.Span{{Start: m.Start, End: m.End}}, known) {
-			reg := struct{ start, len, mode, ioctls uint64 }{start: sp.Start, len: sp.End - sp.Start, mode: uffdRegisterModeWP}
-			if ioctl(uffd, uffdioRegister, unsafe.Pointer(&reg)) != nil {
+			reg := struct {
+				uapi.UffdioRange
+				ioctls uint64
+			}{UffdioRange: uapi.UffdioRange{Start: sp.Start, Len: sp.End - sp.Start, Mode: uapi.UffdRegisterModeWP}}
+			if uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg)) != nil {
 				continue // taken by another userfaultfd, or not allowed: hashed
 			}
 			// Protect what is populated, with no output; untouched
 			// pages need no protection: their first write makes a
 			// page the kernel reports as written.
-			scanPagemap(pm, sp.Start, sp.End, pmScanWPMatching, pageIsWritten, pageIsWritten, false)
+			scanPagemap(pm, sp.Start, sp.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, false)
 			w.fresh = append(w.fresh, sp)
 		}
 	}
@@ -191,7 +180,7 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	fresh, since := w.fresh, w.since
 	w.fresh, w.since = nil, image.ImageID{}
 	t := &C.ckpt_track
-	registered, err := scanPagemap(int(t.pagemap), 0, userEnd, 0, pageIsWPAllowed, pageIsWPAllowed, true)
+	registered, err := scanPagemap(int(t.pagemap), 0, userEnd, 0, uapi.PageIsWPAllowed, uapi.PageIsWPAllowed, true)
 	if err != nil {
 		w.known = nil
 		return nil, fmt.Errorf("asking the kernel for tracked mappings: %w", err)
@@ -200,7 +189,7 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	// only prepare adds them: what is registered now was at the snapshot.
 	w.known = w.known[:0]
 	for _, r := range registered {
-		w.known = append(w.known, span.Span{Start: r.start, End: r.end})
+		w.known = append(w.known, span.Span{Start: r.Start, End: r.End})
 	}
 	switch {
 	case t.err == C.ENOSPC:
@@ -216,8 +205,8 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	}
 	written := make([]span.Span, 0, t.n)
 	if t.n > 0 {
-		for _, r := range unsafe.Slice((*pageRegion)(unsafe.Pointer(t.regions)), t.n) {
-			written = append(written, span.Span{Start: r.start, End: r.end})
+		for _, r := range unsafe.Slice((*uapi.PageRegion)(unsafe.Pointer(t.regions)), t.n) {
+			written = append(written, span.Span{Start: r.Start, End: r.End})
 		}
 	}
 	if prev == (image.ImageID{}) || prev != since {
@@ -228,10 +217,3 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 
 // wrote notes that the image id holds the last snapshot.
 func (w *writeTracking) wrote(id image.ImageID) { w.since = id }
-
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg)); errno != 0 {
-		return errno
-	}
-	return nil
-}

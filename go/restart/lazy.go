@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,25 +35,6 @@ import (
 // It needs /dev/userfaultfd (or the stub cannot create one in its user
 // namespace) and CAP_SYS_PTRACE for fork events; without them the stub
 // copies every page as before.
-
-// Linux's userfaultfd interface (linux/userfaultfd.h), amd64.
-const (
-	uffdAPI            = 0xaa
-	uffdioAPI          = 0xc018aa3f
-	uffdioWake         = 0x8010aa02
-	uffdioCopy         = 0xc028aa03
-	uffdioZeropage     = 0xc020aa04
-	uffdFeatureFork    = 1 << 1
-	uffdFeatureRemap   = 1 << 2
-	uffdFeatureRemove  = 1 << 3
-	uffdFeatureUnmap   = 1 << 6
-	uffdEventPagefault = 0x12
-	uffdEventFork      = 0x13
-	uffdEventRemap     = 0x14
-	uffdEventRemove    = 0x15
-	uffdEventUnmap     = 0x16
-	uffdMsgSize        = 32
-)
 
 const (
 	faultChunk = 64 << 10 // loaded around a faulting page
@@ -247,9 +229,9 @@ func (l *loader) receive() (int, error) {
 			uffd = fds[0]
 		}
 	}
-	api := struct{ api, features, ioctls uint64 }{uffdAPI,
-		uffdFeatureFork | uffdFeatureRemap | uffdFeatureRemove | uffdFeatureUnmap, 0}
-	if uffd >= 0 && ioctl(uffd, uffdioAPI, unsafe.Pointer(&api)) != nil {
+	api := uapi.UffdioAPIArg{API: uapi.UffdAPI,
+		Features: uapi.UffdFeatureFork | uapi.UffdFeatureRemap | uapi.UffdFeatureRemove | uapi.UffdFeatureUnmap}
+	if uffd >= 0 && uapi.Ioctl(uffd, uapi.UffdioAPI, unsafe.Pointer(&api)) != nil {
 		unix.Close(uffd)
 		uffd = -1
 	}
@@ -342,12 +324,12 @@ func (l *loader) serve(uffd int, pend *pending) {
 			l.fail(fmt.Errorf("loading the program's memory stopped: %w", why))
 		}
 	}()
-	buf, staging := make([]byte, 64*uffdMsgSize), make([]byte, loadChunk)
+	buf, staging := make([]byte, 64*uapi.UffdMsgSize), make([]byte, loadChunk)
 	for (!pend.empty() || len(faults) > 0) && !l.failed() {
 		n, err := unix.Read(uffd, buf)
 		switch {
 		case n > 0:
-			for m := buf[:n-n%uffdMsgSize]; len(m) > 0; m = m[uffdMsgSize:] {
+			for m := buf[:n-n%uapi.UffdMsgSize]; len(m) > 0; m = m[uapi.UffdMsgSize:] {
 				faults = l.event(m, pend, faults)
 			}
 		case errors.Is(err, unix.EAGAIN):
@@ -381,16 +363,16 @@ func (l *loader) serve(uffd int, pend *pending) {
 // event handles one uffd_msg.
 func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 	u64 := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&m[off])) }
-	if debugLazy && m[0] != uffdEventPagefault {
+	if debugLazy && m[0] != uapi.UffdEventPagefault {
 		debugf("event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
 	}
 	switch m[0] {
-	case uffdEventPagefault:
+	case uapi.UffdEventPagefault:
 		if debugLazy {
 			debugf("fault %#x flags %#x", u64(16), u64(8))
 		}
 		faults = append(faults, u64(16)&^(image.PageSize-1))
-	case uffdEventFork:
+	case uapi.UffdEventFork:
 		child := int(*(*uint32)(unsafe.Pointer(&m[8])))
 		// Its pages are missing where the parent's were at the fork
 		// (copies to the parent fail with EAGAIN until this is read).
@@ -400,9 +382,9 @@ func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 			l.serve(child, pend)
 		}(child, pend.clone())
-	case uffdEventRemap:
+	case uapi.UffdEventRemap:
 		pend.remap(u64(8), u64(16), u64(24))
-	case uffdEventRemove, uffdEventUnmap:
+	case uapi.UffdEventRemove, uapi.UffdEventUnmap:
 		pend.drop(u64(8), u64(16))
 	}
 	return faults
@@ -418,7 +400,7 @@ func (l *loader) fault(uffd int, pend *pending, addr uint64) error {
 			start, len, mode uint64
 			zeropage         int64
 		}{addr, image.PageSize, 0, 0}
-		err := ioctl(uffd, uffdioZeropage, unsafe.Pointer(&z))
+		err := uapi.Ioctl(uffd, uapi.UffdioZeropage, unsafe.Pointer(&z))
 		if debugLazy {
 			debugf("zero page %#x: %v", addr, err)
 		}
@@ -539,7 +521,7 @@ func (l *loader) settle(uffd int, err error, addr, n uint64) error {
 		return nil
 	case errors.Is(err, unix.EEXIST):
 		r := struct{ start, len uint64 }{addr, n}
-		ioctl(uffd, uffdioWake, unsafe.Pointer(&r))
+		uapi.Ioctl(uffd, uapi.UffdioWake, unsafe.Pointer(&r))
 		return nil
 	case errors.Is(err, unix.EAGAIN):
 		return errAgain
@@ -561,17 +543,5 @@ func uffdCopy(uffd int, dst uint64, src []byte) error {
 		dst, src, len, mode uint64
 		copied              int64
 	}{dst, uint64(uintptr(unsafe.Pointer(&src[0]))), uint64(len(src)), 0, 0}
-	return ioctl(uffd, uffdioCopy, unsafe.Pointer(&c))
-}
-
-func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		if e != unix.EINTR {
-			if e != 0 {
-				return e
-			}
-			return nil
-		}
-	}
+	return uapi.Ioctl(uffd, uapi.UffdioCopy, unsafe.Pointer(&c))
 }
