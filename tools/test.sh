@@ -17,11 +17,28 @@ rc=0
 bazel test //... 2>&1 | tee bazel-test.log || rc=$?
 
 echo "== fuzzing"
+# fuzz PKG NAME: one target.  Go 1.26's fuzzing coordinator can end a
+# -fuzztime run with "context deadline exceeded" and no failing input
+# (golang/go#75804, fixed in Go 1.27): that run is repeated once.  New
+# inputs are minimized for 1 s at most, not the default 60 s, which would
+# spend the whole budget on the first one.
+fuzz() {
+	local out rc=0
+	out=$(mktemp)
+	go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 1s "$1" 2>&1 | tee "$out" || rc=$?
+	if ((rc != 0)) && grep -q "context deadline exceeded" "$out" && ! grep -q "Failing input written" "$out"; then
+		echo "-- $2: the fuzzing coordinator's deadline race (golang/go#75804), not a failing input: again"
+		rc=0
+		go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 1s "$1" || rc=$?
+	fi
+	rm -f "$out"
+	return "$rc"
+}
 fuzz_rc=0
 for target in ./go/image:FuzzImageReader ./go/image:FuzzDecodeMeta ./go/procfs:FuzzParseMaps ./go/procfs:FuzzParseStatMM ./go/procfs:FuzzParseFDInfo; do
 	pkg=${target%%:*} name=${target##*:}
 	echo "-- $name"
-	go test -run '^$' -fuzz "^$name\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" || fuzz_rc=1
+	fuzz "$pkg" "$name" || fuzz_rc=1
 done
 
 passed=$(grep -cE '^//.* PASSED in' bazel-test.log || true)
