@@ -53,6 +53,10 @@ type Request struct {
 	// CheckUnwritten reads those pages anyway and counts in
 	// Result.Missed the ones that changed: a test of the kernel's answer.
 	CheckUnwritten bool
+	// Scratch lists, in increasing order, address ranges of the
+	// library's own memory whose contents no image needs (scratch.go):
+	// not stored, they come back as zeros.
+	Scratch []span.Span
 }
 
 // Result describes a written image.
@@ -146,6 +150,7 @@ type source struct {
 	tr           *tracking   // with Request.Track
 	unwritten    []span.Span // Request.Unwritten from the first that may still matter
 	check        bool        // Request.CheckUnwritten
+	scratch      []span.Span // Request.Scratch, from the first that may still matter
 	res          *Result
 }
 
@@ -198,10 +203,10 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 			err = cerr
 		}
 	}()
-	src := &source{mem: -1, pagemap: -1, out: out,
+	src := &source{mem: -1, pagemap: -1, out: out, scratch: r.Scratch,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	if r.Track {
-		src.tr = newTracking(r.Prev, r.ID)
+		src.tr = newTracking(r.Prev, r.ID, trackablePages(maps))
 		if r.Prev != nil {
 			src.unwritten, src.check, src.res = r.Unwritten, r.CheckUnwritten, res
 		}
@@ -253,6 +258,18 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}
 	size, err = w.Finish(im)
 	return size, err
+}
+
+// trackablePages is the most pages a tracker of maps can hold: the pages of
+// the areas whose data is saved.
+func trackablePages(maps []procfs.Mapping) int {
+	n := 0
+	for _, m := range maps {
+		if a, ok := areaOf(m); ok && !a.Kind.Special() {
+			n += int(a.Pages())
+		}
+	}
+	return n
 }
 
 func (s *source) close() {
@@ -324,6 +341,13 @@ func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) erro
 		} else if err := s.present(addr, want, same, readAll, tracked); err != nil {
 			return err
 		}
+		if s.scratchIn(addr, addr+n*image.PageSize) {
+			for i := range want {
+				if s.scratchAt(addr + uint64(i)*image.PageSize) {
+					want[i], same[i] = false, false
+				}
+			}
+		}
 		if s.check && tracked {
 			if err := s.checkSame(addr, same); err != nil {
 				return err
@@ -394,22 +418,19 @@ func (s *source) present(addr uint64, want, same []bool, all, tracked bool) erro
 	return nil
 }
 
-// unwrittenIn reports whether any of [start, end) is in s.unwritten, and
-// drops the spans below start: areas and chunks come in address order.
-func (s *source) unwrittenIn(start, end uint64) bool {
-	for len(s.unwritten) > 0 && s.unwritten[0].End <= start {
-		s.unwritten = s.unwritten[1:]
-	}
-	return len(s.unwritten) > 0 && s.unwritten[0].Start < end
-}
+func (s *source) unwrittenIn(start, end uint64) bool { return overlaps(&s.unwritten, start, end) }
+func (s *source) unwrittenAt(addr uint64) bool       { return overlaps(&s.unwritten, addr, addr+1) }
+func (s *source) scratchIn(start, end uint64) bool   { return overlaps(&s.scratch, start, end) }
+func (s *source) scratchAt(addr uint64) bool         { return overlaps(&s.scratch, addr, addr+1) }
 
-// unwrittenAt reports whether addr is in s.unwritten; calls come in
-// increasing order.
-func (s *source) unwrittenAt(addr uint64) bool {
-	for len(s.unwritten) > 0 && s.unwritten[0].End <= addr {
-		s.unwritten = s.unwritten[1:]
+// overlaps reports whether any of [start, end) is in the spans l, and drops
+// the spans below start from l: areas, chunks and pages come in address
+// order.
+func overlaps(l *[]span.Span, start, end uint64) bool {
+	for len(*l) > 0 && (*l)[0].End <= start {
+		*l = (*l)[1:]
 	}
-	return len(s.unwritten) > 0 && s.unwritten[0].Start <= addr
+	return len(*l) > 0 && (*l)[0].Start < end
 }
 
 // reuse takes page (at addr) of area a as the last images hold it, without

@@ -22,6 +22,17 @@ type Tracker struct {
 	Images []image.Parent
 	seed   maphash.Seed
 	pages  []trackedPage // by address
+	// scratch is the scratch memory pages started in (scratch.go), if
+	// any, unmapped by Release even if pages outgrew it.
+	scratch []trackedPage
+}
+
+// Release frees the tracker's memory once it is no longer needed: the next
+// tracker replaced it, or this process was restored from an image, which
+// kept the memory's addresses but not its contents.
+func (t *Tracker) Release() {
+	freeScratchPages(t.scratch)
+	t.pages, t.scratch = nil, nil
 }
 
 type trackedPage struct {
@@ -37,14 +48,17 @@ type tracking struct {
 	next   *Tracker
 }
 
-func newTracking(prev *Tracker, id image.ImageID) *tracking {
+// newTracking starts the tracker of image id, which holds at most pages
+// pages, after prev (nil for a full image).
+func newTracking(prev *Tracker, id image.ImageID, pages int) *tracking {
 	t := &tracking{prev: prev, next: &Tracker{seed: maphash.MakeSeed()}}
+	// Room for every page at once: no series of doublings of fresh
+	// memory, and the memory is left out of images.
+	t.next.scratch = newScratchPages(pages)
+	t.next.pages = t.next.scratch
 	if prev != nil {
 		t.next.seed = prev.seed
 		t.next.Images = append(t.next.Images, prev.Images...)
-		// About as many pages as last time: one allocation, not a
-		// series of doublings of fresh memory.
-		t.next.pages = make([]trackedPage, 0, len(prev.pages)+len(prev.pages)/16+64)
 	}
 	t.next.Images = append(t.next.Images, image.Parent{ID: id})
 	return t

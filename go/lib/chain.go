@@ -54,6 +54,9 @@ func (c *chainState) wrote(req *dump.Request, t *dump.Tracker) {
 		}
 		c.links, c.length = nil, 0
 	}
+	if c.tracker != nil {
+		c.tracker.Release()
+	}
 	c.tracker = t
 	c.length++
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/ckpt/ckpt/go/dump"
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,6 +132,9 @@ func coordinate(fd int, cfg *config) {
 			// This process was just restored from an image; the
 			// snapshot was taken before it, so what the chain
 			// remembers is older than the image: start a new one.
+			if chain.tracker != nil {
+				chain.tracker.Release()
+			}
 			chain = chainState{}
 			writes.forget()
 			restored = true
@@ -188,6 +192,12 @@ func checkpoint(child int, cfg *config, compress bool) {
 			logf(cfg, "ckpt: comparing page hashes: %v\n", err)
 		}
 		req.CheckUnwritten = cfg.trackCheck
+		req.Scratch = append(req.Scratch, writes.scratch())
+	}
+	if chain.tracker != nil {
+		if sp, ok := chain.tracker.Scratch(); ok {
+			req.Scratch = span.Insert(req.Scratch, sp)
+		}
 	}
 	res, err := dump.Write(req)
 	if err != nil {

@@ -116,6 +116,13 @@ func growRegions(n uint64) error {
 	return nil
 }
 
+// scratch returns the shim's buffer: no image needs its contents.
+func (w *writeTracking) scratch() span.Span {
+	buf := regionBuffer()
+	start := uint64(uintptr(unsafe.Pointer(&buf[0])))
+	return span.Span{Start: start, End: start + uint64(len(buf))}
+}
+
 // regionBuffer is the shim's buffer as a byte slice.
 func regionBuffer() []byte {
 	t := &C.ckpt_track
@@ -142,9 +149,7 @@ func (w *writeTracking) prepare() {
 	}
 	w.fresh = w.fresh[:0]
 	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
-	buf := regionBuffer()
-	start := uint64(uintptr(unsafe.Pointer(&buf[0])))
-	known := span.Insert(w.known, span.Span{Start: start, End: start + uint64(len(buf))})
+	known := span.Insert(w.known, w.scratch())
 	for _, m := range maps {
 		if !trackable(m) {
 			continue
