@@ -39,8 +39,11 @@ import (
 //
 // The cost: registering takes the program's first write to each page after
 // a checkpoint through a minor fault (about 1.7 us here), and a program
-// that registers its own memory with a userfaultfd finds it taken (EBUSY):
-// CKPT_TRACK_WRITES=0 leaves the memory alone and compares hashes.
+// that registers its own memory with a userfaultfd finds it taken (EBUSY).
+// The limit: a write that takes no fault is not seen, such as a device's
+// or asynchronous I/O's into a buffer pinned before the snapshot (libaio
+// with O_DIRECT, io_uring, RDMA).  CKPT_TRACK_WRITES=0 leaves the memory
+// alone and compares hashes.
 
 // userEnd is the top of the user address space with 4-level page tables.
 const userEnd = 0x7ffffffff000
