@@ -67,6 +67,9 @@ type Result struct {
 	Reused  uint64   // bytes of pages it takes from its parents
 	Unread  uint64   // pages taken as they were without reading them (Unwritten)
 	Missed  uint64   // with CheckUnwritten: of those, pages that had changed
+	// Distrusted names what made the image ignore Request.Unwritten
+	// (nofault.go): the kernel's tracking cannot be relied on here.
+	Distrusted string
 }
 
 // chunkPages is how many pages are read, checked and written at a time.
@@ -209,6 +212,11 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		src.tr = newTracking(r.Prev, r.ID, trackablePages(maps))
 		if r.Prev != nil {
 			src.unwritten, src.check, src.res = r.Unwritten, r.CheckUnwritten, res
+		}
+		if len(r.Unwritten) > 0 {
+			if res.Distrusted = noFaultWriter(proc, maps, r.Files); res.Distrusted != "" {
+				src.unwritten = nil
+			}
 		}
 	}
 	defer src.close()

@@ -210,6 +210,12 @@ func checkpoint(child int, cfg *config, compress bool) {
 		chain.wrote(req, res.Tracker)
 		writes.wrote(req.ID)
 	}
+	if res.Distrusted != "" {
+		logf(cfg, "ckpt: the program has %s, which can write its memory unseen by the kernel's "+
+			"write tracking: incremental checkpoints compare page hashes from now on\n", res.Distrusted)
+		writes.stop()
+		cfg.track = false
+	}
 	if res.Missed > 0 {
 		logf(cfg, "ckpt: write tracking missed %d changed pages among %d it said were unwritten\n", res.Missed, res.Unread)
 	}

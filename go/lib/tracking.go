@@ -132,6 +132,13 @@ func regionBuffer() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(t.regions)), uintptr(t.cap)*unsafe.Sizeof(uapi.PageRegion{}))
 }
 
+// stop ends the tracking: closing the userfaultfd unregisters the memory.
+func (w *writeTracking) stop() {
+	unix.Close(int(C.ckpt_track.uffd))
+	unix.Close(int(C.ckpt_track.pagemap))
+	w.forget()
+}
+
 // forget drops the tracking in a process just restored from an image: the
 // descriptors were not saved, and nothing is registered any more.
 func (w *writeTracking) forget() {

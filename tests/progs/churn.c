@@ -11,12 +11,15 @@
  *   - 8 pages are made read-only and writable again, then one is written;
  *   - a 1 MiB area is moved with mremap between two places;
  *   - a forked child writes its copies of 64 pages and exits (the parent's
- *     must not change). */
+ *     must not change).
+ * With argv[2] "aio" it also sets up an asynchronous I/O context
+ * (io_setup), which could write its memory without a page fault. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "tests/progs/ticker.h"
@@ -166,6 +169,13 @@ int main(int argc, char **argv)
 	if (area == MAP_FAILED || version == NULL || two == MAP_FAILED) {
 		printf("FAIL setup\n");
 		return 1;
+	}
+	if (argc > 2 && strcmp(argv[2], "aio") == 0) {
+		unsigned long ctx = 0;
+		if (syscall(SYS_io_setup, 8, &ctx) != 0) {
+			printf("FAIL io_setup\n");
+			return 1;
+		}
 	}
 	moved = (uint64_t *)two;
 	moved_other = (uint64_t *)(two + MOVED_PAGES * PAGE);
