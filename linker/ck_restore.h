@@ -31,6 +31,10 @@
 #define CK_KIND_VVAR_VCLOCK 5
 
 #define CK_AREA_SHARED 1
+/* The area's pages come only from restart's loader, which checked that it
+ * can serve them: its runs are not passed, and if it cannot be registered
+ * with the loader's userfaultfd the restore fails. */
+#define CK_AREA_LOADER 2
 
 struct ck_restore_area {
 	uint64_t start;

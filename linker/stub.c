@@ -606,9 +606,13 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
 	if (p != (long)ar->start)
 		ck_fail("mapping an image area", p);
-	if (ar->nruns == 0 || !ck_register_lazy(ar))
+	if (ar->flags & CK_AREA_LOADER) {
+		if (!ck_register_lazy(ar))
+			ck_fail("handing an image area to the loader", -22 /* EINVAL */);
+	} else if (ar->nruns == 0 || !ck_register_lazy(ar)) {
 		for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
 			ck_copy_run(a, &runs[r]);
+	}
 	if (prot != ar->prot) {
 		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
 		if (rc != 0)

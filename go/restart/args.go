@@ -39,11 +39,21 @@ type plan struct {
 	// The stub's descriptors for lazy loading (lazy.go): -1, -1 to
 	// copy every page before the program runs.
 	uffdDev, uffdSock int32
-	stubStart         uint64
-	stubEnd           uint64
+	// loaderOnly: the loader checked that it can serve the program's
+	// private memory, so its runs are not passed (areaLoader).
+	loaderOnly bool
+	stubStart  uint64
+	stubEnd    uint64
 }
 
-func argsBlobSize(im *image.Image) uint64 {
+// areaLoader is CK_AREA_LOADER: the area's pages come only from the loader.
+const areaLoader = 2
+
+// passedRuns reports whether the stub gets a's runs: not those the loader
+// alone serves.
+func passedRuns(a *image.Area, loaderOnly bool) bool { return !loaderOnly || !lazyArea(a) }
+
+func argsBlobSize(im *image.Image, loaderOnly bool) uint64 {
 	// Room for a passed descriptor per saved one (0-2 are not passed).
 	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize +
 		uint64(len(im.Threads))*threadSize + uint64(len(im.Process.Timers))*timerSize
@@ -51,7 +61,9 @@ func argsBlobSize(im *image.Image) uint64 {
 		n += uint64(len(im.Files[i].Epoll)) * epollSize
 	}
 	for i := range im.Areas {
-		n += uint64(len(im.Areas[i].Runs)) * runSize
+		if passedRuns(&im.Areas[i], loaderOnly) {
+			n += uint64(len(im.Areas[i].Runs)) * runSize
+		}
 	}
 	return n
 }
@@ -63,7 +75,7 @@ func (w *blob) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
 
 // encodeArgs renders the blob the stub reads.
 func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []epollReg, nsInit bool) []byte {
-	size := argsBlobSize(im)
+	size := argsBlobSize(im, p.loaderOnly)
 	w := &blob{b: make([]byte, 0, size)}
 	proc := &im.Process
 	w.u64(argsMagic)
@@ -104,7 +116,9 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	}
 	nruns := uint64(0)
 	for i := range im.Areas {
-		nruns += uint64(len(im.Areas[i].Runs))
+		if passedRuns(&im.Areas[i], p.loaderOnly) {
+			nruns += uint64(len(im.Areas[i].Runs))
+		}
 	}
 	areasOff := uint64(argsSize)
 	runsOff := areasOff + uint64(len(im.Areas))*areaSize
@@ -145,18 +159,28 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
+		flags, n := a.Flags, uint64(len(a.Runs))
+		if !passedRuns(a, p.loaderOnly) {
+			n = 0
+			if len(a.Runs) > 0 {
+				flags |= areaLoader
+			}
+		}
 		w.u64(uint64(a.Start))
 		w.u64(uint64(a.End))
 		w.u32(a.Prot)
 		w.u32(uint32(a.Kind))
-		w.u32(a.Flags)
+		w.u32(flags)
 		w.u32(0)
 		w.u64(first)
-		w.u64(uint64(len(a.Runs)))
-		first += uint64(len(a.Runs))
+		w.u64(n)
+		first += n
 	}
 	for i := range im.Areas {
 		a := &im.Areas[i]
+		if !passedRuns(a, p.loaderOnly) {
+			continue
+		}
 		for _, r := range a.Runs {
 			w.u64(uint64(a.Start) + r.Page*image.PageSize)
 			w.u64(r.Len())

@@ -51,14 +51,18 @@ type lazyRun struct {
 // loader serves one restored program and the children it forks.
 type loader struct {
 	dev, stubSock, sock int // /dev/userfaultfd, the socket pair's two ends
-	data                []byte
-	pend                *pending      // what the restored program still misses
-	runs                []lazyRun     // with verify: the runs pieces come from
-	checked             []atomic.Bool // runs whose CRC was checked
-	built               chan struct{} // closed when build is done
-	buildErr            error
-	verify              bool
-	kill                func() // ends the restored program (setKill)
+	// serves: a userfaultfd made here took the events the loader needs,
+	// so the one the stub makes will: the stub gets no runs of the
+	// areas the loader serves, and cannot fall back to copying them.
+	serves   bool
+	data     []byte
+	pend     *pending      // what the restored program still misses
+	runs     []lazyRun     // with verify: the runs pieces come from
+	checked  []atomic.Bool // runs whose CRC was checked
+	built    chan struct{} // closed when build is done
+	buildErr error
+	verify   bool
+	kill     func() // ends the restored program (setKill)
 
 	wg  sync.WaitGroup
 	mu  sync.Mutex
@@ -94,6 +98,7 @@ func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 		unix.Munmap(data)
 		return nil
 	}
+	l.serves = l.canServe()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		unix.Munmap(data)
@@ -107,6 +112,21 @@ func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 	}()
 	return l
 }
+
+// canServe makes a userfaultfd in this process and enables on it the events
+// receive will enable on the stub's (fork needs CAP_SYS_PTRACE).
+func (l *loader) canServe() bool {
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.dev), uapi.UserfaultfdIOCNew, unix.O_CLOEXEC|unix.O_NONBLOCK)
+	if errno != 0 {
+		return false
+	}
+	defer unix.Close(int(fd))
+	api := uapi.UffdioAPIArg{API: uapi.UffdAPI, Features: loaderFeatures}
+	return uapi.Ioctl(int(fd), uapi.UffdioAPI, unsafe.Pointer(&api)) == nil
+}
+
+// loaderFeatures are the events the loader follows.
+const loaderFeatures = uapi.UffdFeatureFork | uapi.UffdFeatureRemap | uapi.UffdFeatureRemove | uapi.UffdFeatureUnmap
 
 // build makes the pending pieces and the runs to check.
 func (l *loader) build(im *image.Image) error {
@@ -229,13 +249,17 @@ func (l *loader) receive() (int, error) {
 			uffd = fds[0]
 		}
 	}
-	api := uapi.UffdioAPIArg{API: uapi.UffdAPI,
-		Features: uapi.UffdFeatureFork | uapi.UffdFeatureRemap | uapi.UffdFeatureRemove | uapi.UffdFeatureUnmap}
+	api := uapi.UffdioAPIArg{API: uapi.UffdAPI, Features: loaderFeatures}
 	if uffd >= 0 && uapi.Ioctl(uffd, uapi.UffdioAPI, unsafe.Pointer(&api)) != nil {
 		unix.Close(uffd)
 		uffd = -1
 	}
-	if uffd < 0 {
+	if uffd < 0 && l.serves {
+		// The stub has no runs to copy: it must not go on.
+		l.fail(fmt.Errorf("the restore stub's userfaultfd cannot be served, unlike restart's own; " +
+			"restart with --eager"))
+	}
+	if uffd < 0 && !l.serves {
 		for i := range l.runs {
 			if err := l.check(i); err != nil {
 				return -1, err

@@ -344,10 +344,12 @@ func Run(path string, o *Options) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	p, err := choosePlan(im.Areas, start, end, argsBlobSize(im), len(im.Threads))
+	loaderOnly := lz != nil && lz.serves
+	p, err := choosePlan(im.Areas, start, end, argsBlobSize(im, loaderOnly), len(im.Threads))
 	if err != nil {
 		return 0, bad("%w", err)
 	}
+	p.loaderOnly = loaderOnly
 	files, err := reopenFiles(im, fdReader(fd), o.warn)
 	if err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package restart
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/ckpt/ckpt/go/image"
@@ -55,8 +56,24 @@ func TestEncodeArgsSize(t *testing.T) {
 			{Start: 0x5000, End: 0x6000}},
 	}
 	b := encodeArgs(im, &plan{}, 3, nil, nil, true)
-	if want := argsSize + 2*areaSize + 2*runSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im) {
-		t.Errorf("encodeArgs: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im))
+	if want := argsSize + 2*areaSize + 2*runSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im, false) {
+		t.Errorf("encodeArgs: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im, false))
+	}
+	// With the loader serving private memory, its runs stay behind and
+	// the area says so.
+	b = encodeArgs(im, &plan{loaderOnly: true}, 3, nil, nil, true)
+	if want := argsSize + 2*areaSize + 2*threadSize; len(b) != want || uint64(len(b)) != argsBlobSize(im, true) {
+		t.Errorf("encodeArgs, loader only: %d bytes, wanted %d (argsBlobSize %d)", len(b), want, argsBlobSize(im, true))
+	}
+	area := b[argsSize:]
+	if flags := binary.LittleEndian.Uint32(area[24:]); flags != areaLoader {
+		t.Errorf("loader only: the area with runs has flags %#x, want %#x", flags, areaLoader)
+	}
+	if nruns := binary.LittleEndian.Uint64(area[40:]); nruns != 0 {
+		t.Errorf("loader only: the area passes %d runs", nruns)
+	}
+	if flags := binary.LittleEndian.Uint32(area[areaSize+24:]); flags != 0 {
+		t.Errorf("loader only: the area without runs has flags %#x", flags)
 	}
 }
 

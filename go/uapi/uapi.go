@@ -12,7 +12,8 @@ import (
 // userfaultfd(2) and its ioctls.
 const (
 	UffdAPI                  = 0xaa
-	UffdUserModeOnly         = 1 // userfaultfd(2) flag: only faults from user mode
+	UffdUserModeOnly         = 1      // userfaultfd(2) flag: only faults from user mode
+	UserfaultfdIOCNew        = 0xaa00 // on /dev/userfaultfd: a new userfaultfd
 	UffdioAPI                = 0xc018aa3f
 	UffdioRegister           = 0xc020aa00
 	UffdioWake               = 0x8010aa02
