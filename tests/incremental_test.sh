@@ -8,6 +8,7 @@
 #     full again and the old chain's files are removed;
 #   - the newest incremental image restarts where it was taken and the
 #     program's check of all its memory passes; so does each parent;
+#   - with --lazy the chain is loaded from the parents where they are;
 #   - ckpt verify checks the parents' pages; a parent with damaged pages, a
 #     missing one, or another image in its place makes verify and restart
 #     refuse the image (exit 2, naming the parent) without running anything.
@@ -101,6 +102,14 @@ other=$(ls -S "${links[@]}" | tail -n 1)
 size=$(stat -c %s "$victim")
 head -c 1M /dev/urandom | dd of="$victim" bs=1M seek=$((size / 3 / 1048576)) conv=notrunc status=none
 refuse "a parent with damaged pages"
+# With --lazy the pages of the chain are loaded from the parents where they
+# are and each run is checked as it is loaded: the program may start, but
+# it is killed once the damaged pages are reached (all are, in the
+# background), and restart names the parent.
+rc=0
+timeout 60 "$restart" --lazy "$image" >lazy.out 2>lazy.err || rc=$?
+((rc == 2)) || fail "restart --lazy exited $rc with a damaged parent, want 2: $(cat lazy.err)"
+grep -q "parent \"$(basename "$victim")\"" lazy.err || fail "restart --lazy does not name the damaged parent: $(cat lazy.err)"
 rm "$victim"
 refuse "a missing parent"
 cp "$other" "$victim"

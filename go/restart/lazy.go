@@ -46,6 +46,7 @@ const (
 type lazyRun struct {
 	off, len uint64
 	crc      uint32
+	src      int32
 }
 
 // loader serves one restored program and the children it forks.
@@ -54,8 +55,13 @@ type loader struct {
 	// serves: a userfaultfd made here took the events the loader needs,
 	// so the one the stub makes will: the stub gets no runs of the
 	// areas the loader serves, and cannot fall back to copying them.
-	serves   bool
-	data     []byte
+	serves bool
+	// data holds each source's data: the image's, then with parents
+	// (an incremental image served without gathering it, chain) each
+	// parent's; ends says where each one's data ends.
+	data     [][]byte
+	ends     []uint64
+	names    []string      // the parents' file names, for messages
 	pend     *pending      // what the restored program still misses
 	runs     []lazyRun     // with verify: the runs pieces come from
 	checked  []atomic.Bool // runs whose CRC was checked
@@ -69,12 +75,13 @@ type loader struct {
 	err error
 }
 
-// newLoader prepares lazy loading of im's private areas from dataFD, or
+// newLoader prepares lazy loading of im's private areas from dataFD (and,
+// for an incremental image not gathered, from its parents in chain), or
 // returns nil if this machine cannot do it (the stub then copies).  With
 // verify, each run's CRC is checked before any of its pages is loaded.
 // What the loader serves from is made in the background while restart
 // starts the stub (build); start waits for it.
-func newLoader(im *image.Image, dataFD int, verify bool) *loader {
+func newLoader(im *image.Image, dataFD int, chain *parentData, verify bool) *loader {
 	some := false
 	for i := range im.Areas {
 		if a := &im.Areas[i]; lazyArea(a) && len(a.Runs) > 0 {
@@ -84,28 +91,48 @@ func newLoader(im *image.Image, dataFD int, verify bool) *loader {
 	if !some {
 		return nil
 	}
+	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify, built: make(chan struct{})}
 	// Mapped here: restart passes dataFD on to the stub and closes it.
-	var st unix.Stat_t
-	if unix.Fstat(dataFD, &st) != nil || st.Size <= 0 {
-		return nil
+	fds, ends := []int{dataFD}, []uint64{^uint64(0)}
+	if chain != nil {
+		fds, ends = append(fds, chain.fds...), append(ends, chain.ends...)
 	}
-	data, err := unix.Mmap(dataFD, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Size <= 0 {
+			l.unmap()
+			return nil
+		}
+		data, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			l.unmap()
+			return nil
+		}
+		l.data = append(l.data, data)
 	}
-	l := &loader{dev: -1, stubSock: -1, sock: -1, verify: verify, data: data, built: make(chan struct{})}
+	l.ends = ends
+	if chain != nil {
+		l.names = chain.names
+	}
+	var err error
 	if l.dev, err = unix.Open("/dev/userfaultfd", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-		unix.Munmap(data)
+		l.unmap()
 		return nil
 	}
 	l.serves = l.canServe()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if chain != nil && !l.serves {
+		// Only the loader can read the parents: Run checks serves.
+		unix.Close(l.dev)
+		l.unmap()
+		return nil
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		unix.Munmap(data)
+		l.unmap()
 		unix.Close(l.dev)
 		return nil
 	}
-	l.sock, l.stubSock = fds[0], fds[1]
+	l.sock, l.stubSock = pair[0], pair[1]
 	go func() {
 		defer close(l.built)
 		l.buildErr = l.build(im)
@@ -134,11 +161,13 @@ func (l *loader) build(im *image.Image) error {
 	// thousands of runs (every other page zero): the pieces are made
 	// once, in place, and runs are kept only to check them.
 	l.pend = newPending(func(yield func(piece) bool) {
-		k := 0
+		k := int32(0)
 		for i := range im.Areas {
 			if a := &im.Areas[i]; lazyArea(a) {
 				for _, r := range a.Runs {
-					if !yield(piece{addr: uint64(a.Start) + r.Page*image.PageSize, len: r.Len(), off: r.FileOff, run: k}) {
+					p := piece{addr: uint64(a.Start) + r.Page*image.PageSize, len: r.Len(), off: r.FileOff,
+						run: k, src: int32(r.Source)}
+					if !yield(p) {
 						return
 					}
 					k++
@@ -152,18 +181,43 @@ func (l *loader) build(im *image.Image) error {
 		for i := range im.Areas {
 			if a := &im.Areas[i]; lazyArea(a) {
 				for _, r := range a.Runs {
-					l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC})
+					l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC, src: int32(r.Source)})
 				}
 			}
 		}
 		l.checked = make([]atomic.Bool, len(l.runs))
 	}
 	for _, p := range l.pend.ps {
-		if p.off+p.len > uint64(len(l.data)) {
-			return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, p.off+p.len)
+		if int(p.src) >= len(l.data) {
+			return fmt.Errorf("%w: pages from parent %d, which is not there", image.ErrCorrupt, p.src)
+		}
+		if end := p.off + p.len; end > uint64(len(l.data[p.src])) || end > l.ends[p.src] {
+			if p.src == 0 {
+				return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, end)
+			}
+			return fmt.Errorf("%w: pages at %#x of parent %q lie beyond its data", image.ErrCorrupt, p.off, l.names[p.src-1])
 		}
 	}
 	return nil
+}
+
+// bytes returns the data of piece p.
+func (l *loader) bytes(p piece) []byte { return l.data[p.src][p.off:][:p.len] }
+
+// parentData is what a loader serves an incremental image's parents from:
+// their data (a compressed parent unpacked into a memory file) and where
+// it ends.
+type parentData struct {
+	fds   []int
+	ends  []uint64
+	names []string
+}
+
+func (l *loader) unmap() {
+	for _, d := range l.data {
+		unix.Munmap(d)
+	}
+	l.data = nil
 }
 
 // notLoaded returns im without the runs the loader loads (and checks).
@@ -192,10 +246,7 @@ func (l *loader) close() {
 		}
 	}
 	l.dev, l.sock = -1, -1
-	if l.data != nil {
-		unix.Munmap(l.data)
-		l.data = nil
-	}
+	l.unmap()
 }
 
 // start waits for the stub's userfaultfd and serves it on goroutines of
@@ -261,7 +312,7 @@ func (l *loader) receive() (int, error) {
 	}
 	if uffd < 0 && !l.serves {
 		for i := range l.runs {
-			if err := l.check(i); err != nil {
+			if err := l.check(int32(i)); err != nil {
 				return -1, err
 			}
 		}
@@ -475,18 +526,18 @@ func (l *loader) loadWindow(uffd int, win []piece, staging []byte) error {
 		if err := l.check(p.run); err != nil {
 			return err
 		}
-		if k > 0 && (p.addr != win[k-1].end() || p.off != win[k-1].off+win[k-1].len) {
+		if k > 0 && (p.addr != win[k-1].end() || p.off != win[k-1].off+win[k-1].len || p.src != first.src) {
 			straight = false
 		}
 	}
 	var src []byte
 	if straight {
-		src = l.data[first.off : last.off+last.len]
+		src = l.data[first.src][first.off : last.off+last.len]
 	} else {
 		src = staging[:last.end()-first.addr]
 		clear(src)
 		for _, p := range win {
-			copy(src[p.addr-first.addr:], l.data[p.off:p.off+p.len])
+			copy(src[p.addr-first.addr:], l.bytes(p))
 		}
 	}
 	err := uffdCopy(uffd, first.addr, src)
@@ -498,14 +549,18 @@ func (l *loader) loadWindow(uffd int, win []piece, staging []byte) error {
 
 // check checks the CRC of run i before its first page is loaded, with
 // --lazy; a damaged run ends the program.
-func (l *loader) check(i int) error {
+func (l *loader) check(i int32) error {
 	if !l.verify || l.checked[i].Load() {
 		return nil
 	}
 	r := l.runs[i]
-	if image.Checksum(l.data[r.off:r.off+r.len]) != r.crc {
-		err := fmt.Errorf("%w in the image's data at offset %#x, found while loading it "+
-			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, r.off)
+	if image.Checksum(l.data[r.src][r.off:r.off+r.len]) != r.crc {
+		where := "the image's data"
+		if r.src > 0 {
+			where = fmt.Sprintf("the data of parent %q", l.names[r.src-1])
+		}
+		err := fmt.Errorf("%w in %s at offset %#x, found while loading it "+
+			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, where, r.off)
 		l.fail(err)
 		return err
 	}
@@ -519,7 +574,7 @@ func (l *loader) load(uffd int, pend *pending, i int) error {
 	if err := l.check(p.run); err != nil {
 		return err
 	}
-	src := l.data[p.off:][:p.len]
+	src := l.bytes(p)
 	err := uffdCopy(uffd, p.addr, src)
 	for a := p.addr; errors.Is(err, unix.EEXIST) && a < p.end(); a += image.PageSize {
 		// Some page is there already (a zero page the program was

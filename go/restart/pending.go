@@ -7,10 +7,12 @@ import (
 )
 
 // piece is a stretch of pages still to load: len bytes at addr in the
-// program, from off in the image's data.
+// program, from off in the data of source src (the run's Source: 0 the
+// image, k its parent k).
 type piece struct {
 	addr, len, off uint64
-	run            int // index of its run (in loader.runs, with verify)
+	run            int32 // index of its run (in loader.runs, with verify)
+	src            int32
 }
 
 func (p *piece) end() uint64 { return p.addr + p.len }

@@ -103,6 +103,11 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 	if err != nil {
 		return nil, -1, err
 	}
+	return loadOpened(path, fd, im, h, o, unpack)
+}
+
+// loadOpened is load of the image openImage opened.
+func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Options, unpack bool) (*image.Image, int, error) {
 	var progress func(uint64)
 	var base uint64 // bytes checked before the current step
 	if o.Progress != nil {
@@ -154,6 +159,80 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 		}
 	}
 	return im, data, nil
+}
+
+// loadToRun is load for Run.  An incremental image whose parents' pages all
+// go to memory the loader serves is not gathered: it returns the image and
+// the parents' data for the loader to read where it is (chain), checked
+// as Load would (with --lazy, each run when it is loaded), and a function
+// that closes the parents.  Without the loader (Run learns it after) it
+// must gather after all.
+func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentData, done func(), err error) {
+	done = func() {}
+	if o.Eager {
+		im, fd, err = load(path, o, true)
+		return im, fd, nil, done, err
+	}
+	fd, im, h, err := openImage(path, o)
+	if err != nil {
+		return nil, -1, nil, done, err
+	}
+	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) {
+		im, fd, err = loadOpened(path, fd, im, h, o, true)
+		return im, fd, nil, done, err
+	}
+	readers, ends, closeParents, err := openParents(path, im, o)
+	if err != nil {
+		unix.Close(fd)
+		return nil, -1, nil, done, err
+	}
+	if !o.checkWhileLoading() {
+		var progress func(uint64)
+		var base uint64
+		if o.Progress != nil {
+			total := im.StoredBytes()
+			progress = func(done uint64) { o.Progress(base+done, total) }
+		}
+		err = image.VerifyData(fdReader(fd), im, progress)
+		if err == nil {
+			base = im.DataEnd(h) - image.DataStart
+			err = im.Gather(readers, ends, nil, im.DataEnd(h), progress)
+		}
+		if err != nil {
+			closeParents()
+			unix.Close(fd)
+			return nil, -1, nil, done, bad("%w", err)
+		}
+	}
+	chain = &parentData{ends: ends}
+	for k, r := range readers {
+		chain.fds = append(chain.fds, int(r.(fdReader)))
+		chain.names = append(chain.names, im.Parents[k].Name)
+	}
+	return im, fd, chain, closeParents, nil
+}
+
+// parentsLoaded reports whether every page im takes from a parent is in
+// memory the loader serves (not shared memory or a file's contents, which
+// the stub and restart put in place from the image itself).
+func parentsLoaded(im *image.Image) bool {
+	for i := range im.Areas {
+		if a := &im.Areas[i]; !lazyArea(a) {
+			for _, r := range a.Runs {
+				if r.Source != 0 {
+					return false
+				}
+			}
+		}
+	}
+	for i := range im.Files {
+		for _, r := range im.Files[i].Runs {
+			if r.Source != 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // openImage opens and decodes the image at path (its data unchecked).
@@ -308,24 +387,35 @@ func checkHost(im *image.Image) error {
 // receives to the stub, and returns the program's exit status (128+N if a
 // signal N killed it).
 func Run(path string, o *Options) (int, error) {
-	im, fd, err := load(path, o, true)
+	im, fd, chain, closeChain, err := loadToRun(path, o)
 	if err != nil {
 		return 0, err
 	}
+	var lz *loader
+	if !o.Eager {
+		lz = newLoader(im, fd, chain, o.Lazy)
+	}
+	if chain != nil && lz == nil {
+		// Only a loader reads the parents where they are: gather.
+		closeChain()
+		unix.Close(fd)
+		if im, fd, err = load(path, o, true); err != nil {
+			return 0, err
+		}
+		chain, closeChain = nil, func() {}
+		lz = newLoader(im, fd, nil, o.Lazy)
+	}
+	defer closeChain()
 	ownFD := true // until it is passed to the stub, which closes ours
 	defer func() {
 		if ownFD {
 			unix.Close(fd)
 		}
 	}()
-	var lz *loader
-	if !o.Eager {
-		lz = newLoader(im, fd, o.Lazy)
-	}
 	if lz != nil {
 		defer lz.close()
 	}
-	if o.checkWhileLoading() && len(im.Parents) == 0 && len(im.Segments) == 0 {
+	if o.checkWhileLoading() && len(im.Segments) == 0 && (len(im.Parents) == 0 || chain != nil) {
 		// load left the checks to the loader.  Check now what the
 		// loader will not: everything if there is no loader, else
 		// shared memory and files' contents.

@@ -25,7 +25,8 @@
 // two ticks after a full one, for the modes in --incremental: the program
 // changes one word in every 64th page per tick.  "hash" compares every
 // page's hash with the last image's (CKPT_TRACK_WRITES=0), "kernel" asks
-// the kernel which pages were written (go/lib/tracking.go).
+// the kernel which pages were written (go/lib/tracking.go); "run" and
+// "lazy" restart the incremental image (its pages mostly in its parent).
 //
 // A second table does the same with compressed images (CKPT_COMPRESS=1) for
 // the modes in --zmodes ("text": pages that compress about 2:1), against
@@ -95,8 +96,8 @@ func main() {
 	}
 	if *imodes != "" {
 		fmt.Printf("\nincremental checkpoint after 2 ticks (1/64 of the pages written each), hash compare against kernel tracking:\n")
-		fmt.Printf("%-6s %-8s %9s %7s %9s %7s %9s %7s\n",
-			"MiB", "mode", "image MiB", "hash ms", "pause ms", "kern ms", "pause ms", "hash/kern")
+		fmt.Printf("%-6s %-8s %9s %7s %9s %7s %9s %7s %7s %7s\n",
+			"MiB", "mode", "image MiB", "hash ms", "pause ms", "kern ms", "pause ms", "hash/kern", "run s", "lazy s")
 		for _, s := range strings.Split(*sizes, ",") {
 			for _, m := range strings.Split(*imodes, ",") {
 				if m == "" {
@@ -218,8 +219,17 @@ func incremental(root, dir, size, mode string) error {
 		}
 	}
 	hash, kern := cks[0], cks[1]
-	fmt.Printf("%-6s %-8s %9.1f %7.1f %9.1f %7.1f %9.1f %7.2f\n", size, mode, mib(kern.nextSize),
-		hash.nextTotal*1000, hash.next, kern.nextTotal*1000, kern.next, hash.nextTotal/kern.nextTotal)
+	run, err := restartTime(root, kern.image)
+	if err != nil {
+		return err
+	}
+	lazy, err := restartTime(root, kern.image, "--lazy")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-6s %-8s %9.1f %7.1f %9.1f %7.1f %9.1f %7.2f %7.3f %7.3f\n", size, mode, mib(kern.nextSize),
+		hash.nextTotal*1000, hash.next, kern.nextTotal*1000, kern.next, hash.nextTotal/kern.nextTotal,
+		run.Seconds(), lazy.Seconds())
 	return nil
 }
 
