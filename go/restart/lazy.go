@@ -257,13 +257,22 @@ func (l *loader) start() {
 		defer l.wg.Done()
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer l.catchFault()
-		if <-l.built; l.buildErr != nil {
-			l.fail(l.buildErr) // the stub waits for an answer: it dies there
-			return
+		if !l.serves {
+			// Declining may mean checking every run first.
+			if <-l.built; l.buildErr != nil {
+				l.fail(l.buildErr) // the stub waits for an answer: it dies there
+				return
+			}
 		}
 		uffd, err := l.receive()
 		if err != nil {
 			return // the stub copies every page itself
+		}
+		// The stub maps and registers its memory meanwhile.
+		if <-l.built; l.buildErr != nil {
+			unix.Close(uffd)
+			l.fail(l.buildErr)
+			return
 		}
 		// Wait until the stub has registered every area.
 		if n, err := unix.Read(l.sock, make([]byte, 1)); n != 1 {
