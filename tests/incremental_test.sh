@@ -114,4 +114,30 @@ rm "$victim"
 refuse "a missing parent"
 cp "$other" "$victim"
 refuse "another image in a parent's place"
+# A compressed full image (ckpt checkpoint --compress) under a plain
+# incremental one: restart reads the parent from the memory file it is
+# unpacked into, by default and with --lazy, and the program's check of
+# all its memory passes.
+mkdir mixed
+CKPT_INCREMENTAL=3 CKPT_DIR=$work/mixed LD_PRELOAD=$lib "$bigheap" 100 64 >mixed.out 2>mixed.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . mixed.out 3 || fail "bigheap did not start"
+"$ckpt" checkpoint --compress "$pid" >/dev/null || fail "ckpt checkpoint --compress failed"
+wait_for at_least "ckpt: wrote" mixed.err 1 || fail "the compressed checkpoint was not reported"
+grep -q " zstd" mixed.err || fail "the first image is not compressed"
+wait_for at_least . mixed.out $(($(count . mixed.out) + 2)) || fail "bigheap stopped"
+kill -USR2 "$pid"
+wait_for at_least " incremental, " mixed.err 1 || fail "no incremental image after the compressed one"
+kill -9 "$pid"
+for mode in --verify-then-run --lazy; do
+	flag=$mode
+	[[ $mode == --verify-then-run ]] && flag=
+	"$restart" $flag --pid-file "mixed$mode.pid" "mixed/bigheap.$pid.ckpt" >"mixed$mode.out" 2>"mixed$mode.err" &
+	pids+=($!)
+	wait_for at_least . "mixed$mode.out" 3 || fail "restart $flag of the mixed chain: the program did not tick"
+	if grep -q "FAIL\|mismatch" "mixed$mode.out"; then fail "restart $flag of the mixed chain: the memory is wrong"; fi
+	wait_for test -s "mixed$mode.pid" && kill -9 "$(cat "mixed$mode.pid")" 2>/dev/null || true
+done
+
 echo "PASS: full $full bytes, incremental $inc bytes; the chain restarts, damage to it is refused"
