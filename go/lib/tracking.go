@@ -42,8 +42,9 @@ import (
 // that registers its own memory with a userfaultfd finds it taken (EBUSY).
 // The limit: a write that takes no fault is not seen, such as a device's
 // or asynchronous I/O's into a buffer pinned before the snapshot (libaio
-// with O_DIRECT, io_uring, RDMA).  CKPT_TRACK_WRITES=0 leaves the memory
-// alone and compares hashes.
+// with O_DIRECT, io_uring, RDMA); a process that has such a writer at a
+// checkpoint is compared by hashes from then on (go/dump/nofault.go).
+// CKPT_TRACK_WRITES=0 leaves the memory alone and compares hashes.
 
 // userEnd is the top of the user address space with 4-level page tables.
 const userEnd = 0x7ffffffff000
@@ -104,7 +105,8 @@ func (w *writeTracking) start() error {
 
 // growRegions gives the shim a buffer for n regions, in a mapping of its
 // own that prepare leaves alone: the kernel writes it after the scan has
-// passed its pages, so only a hash comparison sees it right.
+// passed its pages, so the tracking would not see it change.  Images leave
+// its contents out (scratch).
 func growRegions(n uint64) error {
 	t := &C.ckpt_track
 	b, err := unix.Mmap(-1, 0, int(n)*int(unsafe.Sizeof(uapi.PageRegion{})), unix.PROT_READ|unix.PROT_WRITE,
