@@ -119,9 +119,9 @@ func newLoader(im *image.Image, dataFD int, chain *parentData, verify bool) *loa
 		l.unmap()
 		return nil
 	}
-	l.serves = l.canServe()
+	l.serves = canServe(l.dev)
 	if chain != nil && !l.serves {
-		// Only the loader can read the parents: Run checks serves.
+		// Only a serving loader reads the parents: Run gathers.
 		unix.Close(l.dev)
 		l.unmap()
 		return nil
@@ -140,16 +140,27 @@ func newLoader(im *image.Image, dataFD int, chain *parentData, verify bool) *loa
 	return l
 }
 
-// canServe makes a userfaultfd in this process and enables on it the events
-// receive will enable on the stub's (fork needs CAP_SYS_PTRACE).
-func (l *loader) canServe() bool {
-	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(l.dev), uapi.UserfaultfdIOCNew, unix.O_CLOEXEC|unix.O_NONBLOCK)
+// canServe makes a userfaultfd in this process from dev (/dev/userfaultfd)
+// and enables on it the events receive will enable on the stub's (fork
+// needs CAP_SYS_PTRACE).
+func canServe(dev int) bool {
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(dev), uapi.UserfaultfdIOCNew, unix.O_CLOEXEC|unix.O_NONBLOCK)
 	if errno != 0 {
 		return false
 	}
 	defer unix.Close(int(fd))
 	api := uapi.UffdioAPIArg{API: uapi.UffdAPI, Features: loaderFeatures}
 	return uapi.Ioctl(int(fd), uapi.UffdioAPI, unsafe.Pointer(&api)) == nil
+}
+
+// loaderServes reports whether a loader made now would serve (canServe).
+func loaderServes() bool {
+	dev, err := unix.Open("/dev/userfaultfd", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dev)
+	return canServe(dev)
 }
 
 // loaderFeatures are the events the loader follows.

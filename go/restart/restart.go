@@ -108,17 +108,11 @@ func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
 
 // loadOpened is load of the image openImage opened.
 func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Options, unpack bool) (*image.Image, int, error) {
-	var progress func(uint64)
-	var base uint64 // bytes checked before the current step
-	if o.Progress != nil {
-		total := im.StoredBytes()
-		progress = func(done uint64) { o.Progress(base+done, total) }
-	}
 	if len(im.Parents) == 0 && (!unpack || len(im.Segments) == 0) {
 		if unpack && o.checkWhileLoading() {
 			return im, fd, nil // the loader checks each run (Run falls back if it cannot)
 		}
-		if err := image.VerifyData(fdReader(fd), im, progress); err != nil {
+		if err := checkData(fd, im, h, nil, nil, nil, o); err != nil {
 			unix.Close(fd)
 			return nil, -1, bad("%w", err)
 		}
@@ -137,12 +131,7 @@ func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Option
 		}
 		out = fdWriter(data)
 	}
-	err = image.Unpack(fdReader(fd), im, out, progress)
-	if err == nil {
-		base = im.DataEnd(h) - image.DataStart // the image's own data
-		err = im.Gather(parents, ends, out, im.DataEnd(h), progress)
-	}
-	if err != nil {
+	if err = checkData(fd, im, h, parents, ends, out, o); err != nil {
 		if data >= 0 {
 			unix.Close(data)
 		}
@@ -161,12 +150,28 @@ func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Option
 	return im, data, nil
 }
 
+// checkData checks the data of the image in fd and the pages it takes from
+// its parents, reporting progress, and copies them to out if it is not nil
+// (image.Unpack, then Image.Gather).
+func checkData(fd int, im *image.Image, h *image.Header, parents []io.ReaderAt, ends []uint64, out io.WriterAt, o *Options) error {
+	var progress func(uint64)
+	var base uint64 // bytes checked before the current step
+	if o.Progress != nil {
+		total := im.StoredBytes()
+		progress = func(done uint64) { o.Progress(base+done, total) }
+	}
+	if err := image.Unpack(fdReader(fd), im, out, progress); err != nil {
+		return err
+	}
+	base = im.DataEnd(h) - image.DataStart // the image's own data
+	return im.Gather(parents, ends, out, im.DataEnd(h), progress)
+}
+
 // loadToRun is load for Run.  An incremental image whose parents' pages all
 // go to memory the loader serves is not gathered: it returns the image and
 // the parents' data for the loader to read where it is (chain), checked
 // as Load would (with --lazy, each run when it is loaded), and a function
-// that closes the parents.  Without the loader (Run learns it after) it
-// must gather after all.
+// that closes the parents.  Where no loader can serve, it gathers.
 func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentData, done func(), err error) {
 	done = func() {}
 	if o.Eager {
@@ -177,7 +182,7 @@ func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentD
 	if err != nil {
 		return nil, -1, nil, done, err
 	}
-	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) {
+	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) || !loaderServes() {
 		im, fd, err = loadOpened(path, fd, im, h, o, true)
 		return im, fd, nil, done, err
 	}
@@ -187,18 +192,7 @@ func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentD
 		return nil, -1, nil, done, err
 	}
 	if !o.checkWhileLoading() {
-		var progress func(uint64)
-		var base uint64
-		if o.Progress != nil {
-			total := im.StoredBytes()
-			progress = func(done uint64) { o.Progress(base+done, total) }
-		}
-		err = image.VerifyData(fdReader(fd), im, progress)
-		if err == nil {
-			base = im.DataEnd(h) - image.DataStart
-			err = im.Gather(readers, ends, nil, im.DataEnd(h), progress)
-		}
-		if err != nil {
+		if err = checkData(fd, im, h, readers, ends, nil, o); err != nil {
 			closeParents()
 			unix.Close(fd)
 			return nil, -1, nil, done, bad("%w", err)
@@ -396,7 +390,8 @@ func Run(path string, o *Options) (int, error) {
 		lz = newLoader(im, fd, chain, o.Lazy)
 	}
 	if chain != nil && lz == nil {
-		// Only a loader reads the parents where they are: gather.
+		// Only a loader reads the parents where they are: gather
+		// (loadToRun saw that one could serve; mapping failed since).
 		closeChain()
 		unix.Close(fd)
 		if im, fd, err = load(path, o, true); err != nil {
