@@ -206,12 +206,12 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 			err = cerr
 		}
 	}()
-	src := &source{mem: -1, pagemap: -1, out: out, scratch: r.Scratch,
+	src := &source{mem: -1, pagemap: -1, out: out, scratch: r.Scratch, res: res,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	if r.Track {
 		src.tr = newTracking(r.Prev, r.ID, trackablePages(maps))
 		if r.Prev != nil {
-			src.unwritten, src.check, src.res = r.Unwritten, r.CheckUnwritten, res
+			src.unwritten, src.check = r.Unwritten, r.CheckUnwritten
 		}
 		if len(r.Unwritten) > 0 {
 			if res.Distrusted = noFaultWriter(proc, maps, r.Files); res.Distrusted != "" {

@@ -46,6 +46,16 @@ func (c *chainState) keepParent(path string) error {
 	return nil
 }
 
+// forget drops the chain in a process just restored from an image: the
+// snapshot predates the image, so what the chain remembers is older than
+// it.  The chain's files stay: the image may take pages from them.
+func (c *chainState) forget() {
+	if c.tracker != nil {
+		c.tracker.Release()
+	}
+	*c = chainState{}
+}
+
 // wrote records the image req just wrote, with the tracker of its pages.
 func (c *chainState) wrote(req *dump.Request, t *dump.Tracker) {
 	if req.Prev == nil {

@@ -129,13 +129,8 @@ func coordinate(fd int, cfg *config) {
 			writes.wrote(image.ImageID{})
 			logf(cfg, "ckpt: checkpoint failed, previous image kept: stopping the threads: %v\n", unix.Errno(-child))
 		case child == 0:
-			// This process was just restored from an image; the
-			// snapshot was taken before it, so what the chain
-			// remembers is older than the image: start a new one.
-			if chain.tracker != nil {
-				chain.tracker.Release()
-			}
-			chain = chainState{}
+			// This process was just restored from an image.
+			chain.forget()
 			writes.forget()
 			restored = true
 		default:
@@ -148,9 +143,9 @@ func coordinate(fd int, cfg *config) {
 			// resident memory shrinks back, and the next image does
 			// not store these pages.
 			debug.FreeOSMemory()
-		}
-		if child > 0 && cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
-			collapseHuge(fd, int(C.ckpt_track.uffd))
+			if cfg.huge.after(time.Duration(C.ckpt_pause_ns)) {
+				collapseHuge(fd, int(C.ckpt_track.uffd))
+			}
 		}
 	}
 }

@@ -134,10 +134,14 @@ func regionBuffer() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(t.regions)), uintptr(t.cap)*unsafe.Sizeof(uapi.PageRegion{}))
 }
 
-// stop ends the tracking: closing the userfaultfd unregisters the memory.
+// stop ends the tracking for good: closing the userfaultfd unregisters the
+// memory, and the report buffer goes (no longer scratch, it would be
+// stored in images).
 func (w *writeTracking) stop() {
 	unix.Close(int(C.ckpt_track.uffd))
 	unix.Close(int(C.ckpt_track.pagemap))
+	unix.Munmap(regionBuffer())
+	C.ckpt_track.regions, C.ckpt_track.cap, C.ckpt_track.n = nil, 0, 0
 	w.forget()
 }
 
