@@ -78,14 +78,12 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 		}
 		return nil, nil, corrupt("%d bytes, the header says %d", size, h.FileSize)
 	}
-	meta := make([]byte, h.MetaLen)
-	if _, err := r.ReadAt(meta, int64(h.MetaOff)); err != nil {
-		return nil, nil, fmt.Errorf("reading metadata: %w", err)
-	}
-	if Checksum(meta) != h.MetaCRC {
+	d := &decoder{r: r, at: int64(h.MetaOff), total: int(h.MetaLen), version: h.Version}
+	im, err := d.meta()
+	if d.finish() != h.MetaCRC {
+		// Damage shows as a checksum mismatch, whatever else it broke.
 		return nil, nil, fmt.Errorf("%w in the metadata", ErrChecksum)
 	}
-	im, err := decodeMeta(meta, h.Version)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,26 +93,85 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 	return im, h, nil
 }
 
-// decoder reads little-endian values from untrusted bytes.  The first
-// failure sticks; later reads return zero values.
+// decoder reads little-endian values from untrusted bytes: the metadata,
+// whole in b, or streamed from r through b, summing its CRC as it goes
+// (hundreds of thousands of runs make megabytes of metadata, and fresh
+// memory is slow to touch).  The first failure sticks; later reads return
+// zero values.
 type decoder struct {
-	b       []byte
+	b       []byte // b[off:] is not decoded yet
 	off     int
+	base    int // metadata bytes before b[0]
+	total   int // metadata bytes in all
 	err     error
 	version uint32 // the image format version
+
+	r   io.ReaderAt // nil: b holds all the metadata
+	at  int64       // where the metadata starts in r
+	crc uint32      // of the bytes read from r
 }
+
+// streamBuffer is the most a decoder reading from r buffers (a variable
+// for tests).
+var streamBuffer = 1 << 20
+
+func (d *decoder) pos() int  { return d.base + d.off }
+func (d *decoder) left() int { return d.total - d.pos() }
 
 func (d *decoder) take(n int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n < 0 || len(d.b)-d.off < n {
-		d.err = corrupt("metadata ends early at byte %d", d.off)
+	if n < 0 || d.left() < n {
+		d.err = corrupt("metadata ends early at byte %d", d.pos())
+		return nil
+	}
+	if len(d.b)-d.off < n && !d.fill(n) {
 		return nil
 	}
 	p := d.b[d.off : d.off+n]
 	d.off += n
 	return p
+}
+
+// fill reads from r until b holds at least n bytes not decoded yet; n is
+// at most left().
+func (d *decoder) fill(n int) bool {
+	rest := d.b[d.off:]
+	buf := d.b[:0]
+	if cap(buf) < n {
+		buf = make([]byte, 0, max(n, min(d.left(), streamBuffer)))
+	}
+	buf = append(buf, rest...) // moves them to the front
+	d.base += d.off
+	d.off = 0
+	read := d.base + len(buf) // metadata bytes read so far
+	more := buf[len(buf):min(cap(buf), len(buf)+d.total-read)]
+	if _, err := d.r.ReadAt(more, d.at+int64(read)); err != nil {
+		d.err = fmt.Errorf("reading metadata: %w", err)
+		return false
+	}
+	d.crc = ChecksumUpdate(d.crc, more)
+	d.b = buf[:len(buf)+len(more)]
+	return true
+}
+
+// finish reads what the decoding left unread (after a failure) and
+// returns the CRC of all the metadata read from r.
+func (d *decoder) finish() uint32 {
+	if d.r == nil {
+		return Checksum(d.b)
+	}
+	buf := make([]byte, min(d.total, streamBuffer))
+	for read := d.base + len(d.b); read < d.total; {
+		chunk := buf[:min(len(buf), d.total-read)]
+		if _, err := d.r.ReadAt(chunk, d.at+int64(read)); err != nil {
+			return ^d.crc // a mismatch: the metadata cannot be read whole
+		}
+		d.crc = ChecksumUpdate(d.crc, chunk)
+		read += len(chunk)
+	}
+	return d.crc
 }
 
 func (d *decoder) u8() uint8 {
@@ -144,7 +201,7 @@ func (d *decoder) str() string {
 	n := d.u32()
 	if n > MaxString {
 		if d.err == nil {
-			d.err = corrupt("string of %d bytes at byte %d", n, d.off)
+			d.err = corrupt("string of %d bytes at byte %d", n, d.pos())
 		}
 		return ""
 	}
@@ -159,22 +216,36 @@ func (d *decoder) count(what string, limit, minSize int) int {
 	if d.err != nil {
 		return 0
 	}
-	if uint64(n) > uint64(limit) || uint64(n)*uint64(minSize) > uint64(len(d.b)-d.off) {
-		d.err = corrupt("%d %s at byte %d", n, what, d.off)
+	if uint64(n) > uint64(limit) || uint64(n)*uint64(minSize) > uint64(d.left()) {
+		d.err = corrupt("%d %s at byte %d", n, what, d.pos())
 		return 0
 	}
 	return int(n)
 }
 
 func (d *decoder) runs() []Run {
-	const runSize = 8 + 8 + 8 + 4
-	rs := make([]Run, d.count("runs", MaxRunCount, runSize))
-	for j := range rs {
-		r := &rs[j]
-		r.Page, r.Pages, r.FileOff, r.CRC = d.u64(), d.u64(), d.u64(), d.u32()
-		if d.version >= 3 {
-			r.Source = d.u32()
+	size := 8 + 8 + 8 + 4
+	if d.version >= 3 {
+		size += 4
+	}
+	rs := make([]Run, d.count("runs", MaxRunCount, size))
+	le := binary.LittleEndian
+	for j := 0; j < len(rs); {
+		// As many as the buffer holds at a time: megabytes of them.
+		n := min(len(rs)-j, max(1, streamBuffer/size))
+		b := d.take(n * size)
+		if b == nil {
+			return rs
 		}
+		for k := range rs[j : j+n] {
+			r := &rs[j+k]
+			r.Page, r.Pages, r.FileOff, r.CRC = le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint32(b[24:])
+			if d.version >= 3 {
+				r.Source = le.Uint32(b[28:])
+			}
+			b = b[size:]
+		}
+		j += n
 	}
 	return rs
 }
@@ -190,7 +261,12 @@ func DecodeMeta(b []byte) (*Image, error) { return decodeMeta(b, FormatVersion) 
 
 // decodeMeta decodes the metadata of an image of the given format version.
 func decodeMeta(b []byte, version uint32) (*Image, error) {
-	d := &decoder{b: b, version: version}
+	d := &decoder{b: b, total: len(b), version: version}
+	return d.meta()
+}
+
+// meta decodes the metadata.
+func (d *decoder) meta() (*Image, error) {
 	im := &Image{}
 	p := &im.Process
 	p.Arch = d.u32()
@@ -292,7 +368,7 @@ func decodeMeta(b []byte, version uint32) (*Image, error) {
 		}
 		f.EventfdCount = d.u64()
 	}
-	if version >= 2 {
+	if d.version >= 2 {
 		const segmentSize = 4*8 + 1 + 4
 		im.Segments = make([]Segment, d.count("segments", MaxSegments, segmentSize))
 		for i := range im.Segments {
@@ -302,7 +378,7 @@ func decodeMeta(b []byte, version uint32) (*Image, error) {
 			s.CRC = d.u32()
 		}
 	}
-	if version >= 3 {
+	if d.version >= 3 {
 		im.ID = d.id()
 		im.Parents = make([]Parent, d.count("parents", MaxParents, 16+4))
 		for i := range im.Parents {
@@ -310,8 +386,8 @@ func decodeMeta(b []byte, version uint32) (*Image, error) {
 			im.Parents[i].Name = d.str()
 		}
 	}
-	if d.err == nil && d.off != len(b) {
-		d.err = corrupt("%d bytes after the metadata", len(b)-d.off)
+	if d.err == nil && d.left() != 0 {
+		d.err = corrupt("%d bytes after the metadata", d.left())
 	}
 	if d.err != nil {
 		return nil, d.err

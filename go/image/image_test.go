@@ -385,6 +385,37 @@ func TestReadsOlderVersions(t *testing.T) {
 	}
 }
 
+// Read streams the metadata through a buffer; values that straddle two
+// fills of it, and a long array of runs read a buffer at a time, decode as
+// they would in one piece, and any damage is a checksum mismatch.
+func TestReadStreams(t *testing.T) {
+	want, b := sample(t)
+	h, err := DecodeHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { streamBuffer = n }(streamBuffer)
+	for _, n := range []int{1, 7, 37, 100, 4096} {
+		streamBuffer = n
+		got, _, err := Read(bytes.NewReader(b), int64(len(b)))
+		if err != nil || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Fatalf("buffer of %d bytes: got %v\n%+v, want\n%+v", n, err, got, want)
+		}
+	}
+	streamBuffer = 100
+	for at := h.MetaOff; at < h.FileSize; at++ {
+		damaged := append([]byte(nil), b...)
+		damaged[at] ^= 0x10
+		if _, _, err := Read(bytes.NewReader(damaged), int64(len(damaged))); !errors.Is(err, ErrChecksum) {
+			t.Fatalf("metadata damaged at byte %d: got %v, wanted %v", at-h.MetaOff, err, ErrChecksum)
+		}
+	}
+	short := b[:len(b)-1]
+	if _, _, err := Read(bytes.NewReader(short), int64(len(b))); err == nil {
+		t.Errorf("Read of a file shorter than it said succeeded")
+	}
+}
+
 // Gather copies the pages an incremental image takes from a parent, checks
 // them, and refuses a damaged or short parent.
 func TestGather(t *testing.T) {
