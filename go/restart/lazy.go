@@ -3,8 +3,10 @@ package restart
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -41,12 +43,24 @@ const (
 	loadChunk  = 1 << 20  // loaded at a time in the background
 )
 
-// lazyRun is an image run, for checking its CRC before its first page is
-// loaded (with --lazy, when the data was not checked before the start).
-type lazyRun struct {
-	off, len uint64
-	crc      uint32
-	src      int32
+// runGroup is the runs of one area the loader loads.  Pieces name their
+// run by number, counting the runs of every such area in the image's
+// order; first is the number of the group's first run.
+type runGroup struct {
+	first int32
+	start uint64 // the area's
+	runs  []image.Run
+}
+
+// runPiece is run r of an area at start as a piece, run number k.
+func runPiece(start uint64, r *image.Run, k int32) piece {
+	return piece{addr: start + r.Page*image.PageSize, len: r.Len(), off: r.FileOff, run: k, src: int32(r.Source)}
+}
+
+// run returns run number k.
+func (l *loader) run(k int32) *image.Run {
+	g := &l.groups[sort.Search(len(l.groups), func(i int) bool { return l.groups[i].first > k })-1]
+	return &g.runs[k-g.first]
 }
 
 // loader serves one restored program and the children it forks.
@@ -63,8 +77,10 @@ type loader struct {
 	ends     []uint64
 	names    []string      // the parents' file names, for messages
 	pend     *pending      // what the restored program still misses
-	runs     []lazyRun     // with verify: the runs pieces come from
-	checked  []atomic.Bool // runs whose CRC was checked
+	groups   []runGroup    // the runs pieces come from
+	nruns    int32         // in all groups
+	checked  []atomic.Bool // with verify: runs whose CRC was checked
+	pieceMap []byte        // pieceMemory's
 	built    chan struct{} // closed when build is done
 	buildErr error
 	verify   bool
@@ -169,47 +185,84 @@ const loaderFeatures = uapi.UffdFeatureFork | uapi.UffdFeatureRemap | uapi.UffdF
 // build makes the pending pieces and the runs to check.
 func (l *loader) build(im *image.Image) error {
 	// Fresh memory is slow to touch and there may be hundreds of
-	// thousands of runs (every other page zero): the pieces are made
-	// once, in place, and runs are kept only to check them.
-	l.pend = newPending(func(yield func(piece) bool) {
-		k := int32(0)
-		for i := range im.Areas {
-			if a := &im.Areas[i]; lazyArea(a) {
-				for _, r := range a.Runs {
-					p := piece{addr: uint64(a.Start) + r.Page*image.PageSize, len: r.Len(), off: r.FileOff,
-						run: k, src: int32(r.Source)}
-					if !yield(p) {
-						return
-					}
-					k++
-				}
-			}
-		}
-	})
-	if l.verify {
-		// newLoader saw a run, and pieces keep their runs' order.
-		l.runs = make([]lazyRun, 0, l.pend.ps[len(l.pend.ps)-1].run+1)
-		for i := range im.Areas {
-			if a := &im.Areas[i]; lazyArea(a) {
-				for _, r := range a.Runs {
-					l.runs = append(l.runs, lazyRun{off: r.FileOff, len: r.Len(), crc: r.CRC, src: int32(r.Source)})
-				}
-			}
-		}
-		l.checked = make([]atomic.Bool, len(l.runs))
+	// thousands of runs (every other page zero): the pieces are the
+	// only copy, made in place, and the runs are the image's own.
+	limits := make([]uint64, len(l.data)) // where each source's data ends
+	for s := range limits {
+		limits[s] = min(uint64(len(l.data[s])), l.ends[s])
 	}
-	for _, p := range l.pend.ps {
-		if int(p.src) >= len(l.data) {
-			return fmt.Errorf("%w: pages from parent %d, which is not there", image.ErrCorrupt, p.src)
+	n, k := 0, int32(0)
+	for i := range im.Areas {
+		a := &im.Areas[i]
+		if !lazyArea(a) || len(a.Runs) == 0 {
+			continue
 		}
-		if end := p.off + p.len; end > uint64(len(l.data[p.src])) || end > l.ends[p.src] {
-			if p.src == 0 {
-				return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, end)
+		if int64(k)+int64(len(a.Runs)) > math.MaxInt32 {
+			return fmt.Errorf("%w: more than %d runs", image.ErrCorrupt, math.MaxInt32)
+		}
+		l.groups = append(l.groups, runGroup{first: k, start: uint64(a.Start), runs: a.Runs})
+		k += int32(len(a.Runs))
+		for j := range a.Runs {
+			r := &a.Runs[j]
+			if int(r.Source) >= len(limits) {
+				return fmt.Errorf("%w: pages from parent %d, which is not there", image.ErrCorrupt, r.Source)
 			}
-			return fmt.Errorf("%w: pages at %#x of parent %q lie beyond its data", image.ErrCorrupt, p.off, l.names[p.src-1])
+			if end := r.FileOff + r.Len(); end > limits[r.Source] {
+				if r.Source == 0 {
+					return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, end)
+				}
+				return fmt.Errorf("%w: pages at %#x of parent %q lie beyond its data",
+					image.ErrCorrupt, r.FileOff, l.names[r.Source-1])
+			}
+			n += splitCount(runPiece(uint64(a.Start), r, 0))
 		}
+	}
+	l.nruns = k
+	ps := l.pieceMemory(n)
+	n = 0
+	for _, g := range l.groups {
+		for j := range g.runs {
+			p := runPiece(g.start, &g.runs[j], g.first+int32(j))
+			if p.addr%faultChunk+p.len <= faultChunk {
+				ps[n] = p // most are
+				n++
+			} else {
+				// In place: n counted every piece.
+				n += len(appendSplit(ps[n:n], p))
+			}
+		}
+	}
+	l.pend = &pending{ps: ps, left: len(ps)}
+	if l.verify {
+		l.checked = make([]atomic.Bool, k)
 	}
 	return nil
+}
+
+// pieceMemory returns room for n pieces.  Hundreds of thousands of them
+// are megabytes of fresh memory, which is slow to touch (a page fault and
+// a page of zeros each): it is populated by the kernel in one go (about
+// 0.5 ms a MiB here against 1 ms faulted page by page), a MiB at a time
+// so that the fork that starts the stub, which build runs next to, never
+// waits long for the memory map's lock.  It is also left out of that fork,
+// which would otherwise copy its page tables and make the next write to
+// each of its pages a fault.  The mapping is l.pieceMap, unmapped by close.
+func (l *loader) pieceMemory(n int) []piece {
+	size := n * int(unsafe.Sizeof(piece{}))
+	if size < 1<<20 {
+		return make([]piece, n)
+	}
+	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]piece, n)
+	}
+	unix.Madvise(m, unix.MADV_DONTFORK)
+	for off := 0; off < len(m); off += 1 << 20 {
+		// Before Linux 5.14 (EINVAL) the pages fault in as they are written.
+		unix.Madvise(m[off:min(len(m), off+1<<20)], unix.MADV_POPULATE_WRITE)
+	}
+	l.pieceMap = m
+	return unsafe.Slice((*piece)(unsafe.Pointer(&m[0])), n)
 }
 
 // bytes returns the data of piece p.
@@ -258,6 +311,11 @@ func (l *loader) close() {
 	}
 	l.dev, l.sock = -1, -1
 	l.unmap()
+	if l.pieceMap != nil {
+		// Nothing serves any more: wait has waited, or start never ran.
+		unix.Munmap(l.pieceMap)
+		l.pieceMap, l.pend = nil, nil
+	}
 }
 
 // start waits for the stub's userfaultfd and serves it on goroutines of
@@ -331,8 +389,8 @@ func (l *loader) receive() (int, error) {
 			"restart with --eager"))
 	}
 	if uffd < 0 && !l.serves {
-		for i := range l.runs {
-			if err := l.check(int32(i)); err != nil {
+		for k := range l.nruns {
+			if err := l.check(k); err != nil {
 				return -1, err
 			}
 		}
@@ -573,14 +631,14 @@ func (l *loader) check(i int32) error {
 	if !l.verify || l.checked[i].Load() {
 		return nil
 	}
-	r := l.runs[i]
-	if image.Checksum(l.data[r.src][r.off:r.off+r.len]) != r.crc {
+	r := l.run(i)
+	if image.Checksum(l.data[r.Source][r.FileOff:][:r.Len()]) != r.CRC {
 		where := "the image's data"
-		if r.src > 0 {
-			where = fmt.Sprintf("the data of parent %q", l.names[r.src-1])
+		if r.Source > 0 {
+			where = fmt.Sprintf("the data of parent %q", l.names[r.Source-1])
 		}
 		err := fmt.Errorf("%w in %s at offset %#x, found while loading it "+
-			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, where, r.off)
+			"(restarted with --lazy); the restored program was killed", image.ErrChecksum, where, r.FileOff)
 		l.fail(err)
 		return err
 	}

@@ -2,7 +2,6 @@ package restart
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 )
 
@@ -68,7 +67,11 @@ func TestPending(t *testing.T) {
 			}},
 	} {
 		t.Run(test.desc, func(t *testing.T) {
-			s := newPending(slices.Values(start))
+			var ps []piece
+			for _, p := range start {
+				ps = appendSplit(ps, p)
+			}
+			s := &pending{ps: ps, left: len(ps)}
 			for _, p := range s.ps {
 				if p.len > faultChunk || p.addr/faultChunk != (p.end()-1)/faultChunk {
 					t.Fatalf("piece %+v crosses a fault chunk", p)

@@ -1,7 +1,6 @@
 package restart
 
 import (
-	"iter"
 	"slices"
 	"sort"
 )
@@ -11,7 +10,7 @@ import (
 // image, k its parent k).
 type piece struct {
 	addr, len, off uint64
-	run            int32 // index of its run (in loader.runs, with verify)
+	run            int32 // its run's number (loader.run)
 	src            int32
 }
 
@@ -31,23 +30,18 @@ type pending struct {
 	left int     // pieces not done
 }
 
-// newPending makes the pending set of the pieces runs yields, in address
-// order and not overlapping; it goes over them twice.
-func newPending(runs iter.Seq[piece]) *pending {
-	n := 0
-	for p := range runs {
-		n += int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1
+// splitCount is the number of pieces appendSplit cuts p into.
+func splitCount(p piece) int { return int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1 }
+
+// appendSplit appends p to ps cut at faultChunk boundaries.
+func appendSplit(ps []piece, p piece) []piece {
+	for p.len > 0 {
+		q := p
+		q.len = min(p.len, (p.addr/faultChunk+1)*faultChunk-p.addr)
+		ps = append(ps, q)
+		p.addr, p.off, p.len = p.addr+q.len, p.off+q.len, p.len-q.len
 	}
-	ps := make([]piece, 0, n)
-	for p := range runs {
-		for p.len > 0 {
-			q := p
-			q.len = min(p.len, (p.addr/faultChunk+1)*faultChunk-p.addr)
-			ps = append(ps, q)
-			p.addr, p.off, p.len = p.addr+q.len, p.off+q.len, p.len-q.len
-		}
-	}
-	return &pending{ps: ps, left: len(ps)}
+	return ps
 }
 
 func (s *pending) empty() bool { return s.left == 0 }
