@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -381,6 +380,8 @@ func checkHost(im *image.Image) error {
 // receives to the stub, and returns the program's exit status (128+N if a
 // signal N killed it).
 func Run(path string, o *Options) (int, error) {
+	relay := relaySignals()
+	defer relay.close()
 	im, fd, chain, closeChain, err := loadToRun(path, o)
 	if err != nil {
 		return 0, err
@@ -483,9 +484,6 @@ func Run(path string, o *Options) (int, error) {
 	// Pdeathsig (below) fires when the thread that started the stub
 	// ends; Go ends a thread only when a goroutine locked to it returns.
 	runtime.LockOSThread()
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs)
-	defer signal.Stop(sigs)
 	proc, err := os.StartProcess("/proc/self/fd/"+strconv.Itoa(stubAt),
 		[]string{"ckpt-restore", strconv.Itoa(argsAt)},
 		&os.ProcAttr{Files: attrFiles, Env: []string{}, Sys: &syscall.SysProcAttr{
@@ -507,6 +505,10 @@ func Run(path string, o *Options) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
+	}
+	kept, sigs := relay.handOver()
+	for _, sig := range kept {
+		proc.Signal(sig)
 	}
 	if lz != nil {
 		lz.setKill(func() { proc.Kill() }) // the namespace's init: everything in it dies
