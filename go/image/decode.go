@@ -62,7 +62,15 @@ func DecodeHeader(b []byte) (*Header, error) {
 
 // Read decodes and validates the header and metadata of the image in r,
 // which is size bytes long.  Page data is checked by VerifyData.
-func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
+func Read(r io.ReaderAt, size int64) (*Image, *Header, error) { return read(r, size, false) }
+
+// ReadOutline is Read without the runs: every Runs is nil, and what they
+// say is not checked.  It is what an incremental image needs of an
+// uncompressed parent (its ID and where its data ends, DataEnd): a parent
+// can have hundreds of thousands of runs.
+func ReadOutline(r io.ReaderAt, size int64) (*Image, *Header, error) { return read(r, size, true) }
+
+func read(r io.ReaderAt, size int64, outline bool) (*Image, *Header, error) {
 	hb := make([]byte, HeaderSize)
 	n, err := r.ReadAt(hb, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -78,7 +86,7 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 		}
 		return nil, nil, corrupt("%d bytes, the header says %d", size, h.FileSize)
 	}
-	d := &decoder{r: r, at: int64(h.MetaOff), total: int(h.MetaLen), version: h.Version}
+	d := &decoder{r: r, at: int64(h.MetaOff), total: int(h.MetaLen), version: h.Version, skipRuns: outline}
 	im, err := d.meta()
 	if d.finish() != h.MetaCRC {
 		// Damage shows as a checksum mismatch, whatever else it broke.
@@ -87,7 +95,7 @@ func Read(r io.ReaderAt, size int64) (*Image, *Header, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := im.Validate(h.MetaOff); err != nil {
+	if err := im.validate(h.MetaOff, outline); err != nil {
 		return nil, nil, err
 	}
 	return im, h, nil
@@ -105,6 +113,8 @@ type decoder struct {
 	total   int // metadata bytes in all
 	err     error
 	version uint32 // the image format version
+	// skipRuns reads past every array of runs (ReadOutline).
+	skipRuns bool
 
 	r   io.ReaderAt // nil: b holds all the metadata
 	at  int64       // where the metadata starts in r
@@ -228,7 +238,16 @@ func (d *decoder) runs() []Run {
 	if d.version >= 3 {
 		size += 4
 	}
-	rs := make([]Run, d.count("runs", MaxRunCount, size))
+	n := d.count("runs", MaxRunCount, size)
+	if d.skipRuns {
+		for left := n * size; left > 0 && d.err == nil; {
+			k := min(left, streamBuffer)
+			d.take(k)
+			left -= k
+		}
+		return nil
+	}
+	rs := make([]Run, n)
 	le := binary.LittleEndian
 	for j := 0; j < len(rs); {
 		// As many as the buffer holds at a time: megabytes of them.
@@ -399,7 +418,11 @@ func (d *decoder) meta() (*Image, error) {
 // architecture, sane areas that do not overlap, and runs that lie inside
 // their area and, in file order and without overlapping, inside the data
 // region [DataStart, metaOff) or the segments stored there.
-func (im *Image) Validate(metaOff uint64) error {
+func (im *Image) Validate(metaOff uint64) error { return im.validate(metaOff, false) }
+
+// validate is Validate; of an outline (ReadOutline), whose runs were not
+// decoded, it checks everything but the runs.
+func (im *Image) validate(metaOff uint64, outline bool) error {
 	dataEnd, err := checkSegments(im.Segments, metaOff)
 	if err != nil {
 		return err
@@ -479,6 +502,9 @@ func (im *Image) Validate(metaOff uint64) error {
 		if err := im.checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, &nextFile, dataEnd); err != nil {
 			return corrupt("descriptor %d: %v", f.FD, err)
 		}
+	}
+	if outline {
+		return nil
 	}
 	if nextFile != dataEnd {
 		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)

@@ -23,9 +23,13 @@ func FuzzImageReader(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, outlineErr := ReadOutline(bytes.NewReader(b), int64(len(b)))
 		im, h, err := Read(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			return
+		}
+		if outlineErr != nil {
+			t.Fatalf("ReadOutline refused what Read accepts: %v", outlineErr)
 		}
 		_ = VerifyData(bytes.NewReader(b), im, nil)
 		again, err := DecodeMeta(EncodeMeta(im))
@@ -38,16 +42,22 @@ func FuzzImageReader(f *testing.F) {
 	})
 }
 
-// FuzzDecodeMeta goes straight at the metadata decoder, past the checksums.
+// FuzzDecodeMeta goes straight at the metadata decoder, past the checksums,
+// also skipping runs as ReadOutline does.
 func FuzzDecodeMeta(f *testing.F) {
 	im, _ := sample(f)
 	f.Add(EncodeMeta(im))
 	im, _ = sampleStored(f, true)
 	f.Add(EncodeMeta(im))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		outline := &decoder{b: b, total: len(b), version: FormatVersion, skipRuns: true}
+		_, outlineErr := outline.meta()
 		im, err := DecodeMeta(b)
 		if err != nil {
 			return
+		}
+		if outlineErr != nil {
+			t.Fatalf("skipping runs, the decoder refused what it accepts otherwise: %v", outlineErr)
 		}
 		if !bytes.Equal(EncodeMeta(im), b) {
 			t.Fatalf("metadata does not re-encode to the same bytes")

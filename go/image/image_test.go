@@ -416,6 +416,32 @@ func TestReadStreams(t *testing.T) {
 	}
 }
 
+// ReadOutline reads everything but the runs, and checks the metadata's CRC
+// all the same.
+func TestReadOutline(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		want, b := sampleStored(t, compress)
+		got, h, err := ReadOutline(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatalf("compressed %v: %v", compress, err)
+		}
+		for i := range want.Areas {
+			want.Areas[i].Runs = nil
+		}
+		for i := range want.Files {
+			want.Files[i].Runs = nil
+		}
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Errorf("compressed %v: got\n%+v, want\n%+v", compress, got, want)
+		}
+		damaged := append([]byte(nil), b...)
+		damaged[h.MetaOff+h.MetaLen/2] ^= 1
+		if _, _, err := ReadOutline(bytes.NewReader(damaged), int64(len(damaged))); !errors.Is(err, ErrChecksum) {
+			t.Errorf("compressed %v, damaged metadata: got %v, wanted %v", compress, err, ErrChecksum)
+		}
+	}
+}
+
 // Gather copies the pages an incremental image takes from a parent, checks
 // them, and refuses a damaged or short parent.
 func TestGather(t *testing.T) {

@@ -230,6 +230,12 @@ func parentsLoaded(im *image.Image) bool {
 
 // openImage opens and decodes the image at path (its data unchecked).
 func openImage(path string, o *Options) (int, *image.Image, *image.Header, error) {
+	return openDecoded(path, o, image.Read)
+}
+
+// openDecoded is openImage decoding with read (image.Read or ReadOutline).
+func openDecoded(path string, o *Options, read func(io.ReaderAt, int64) (*image.Image, *image.Header, error)) (
+	int, *image.Image, *image.Header, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, nil, bad("%w", err)
@@ -247,7 +253,7 @@ func openImage(path string, o *Options) (int, *image.Image, *image.Header, error
 		unix.Close(fd)
 		return -1, nil, nil, bad("owned by uid %d, not by you (uid %d); --force restores it anyway", st.Uid, uid)
 	}
-	im, h, err := image.Read(fdReader(fd), st.Size)
+	im, h, err := read(fdReader(fd), st.Size)
 	if err != nil {
 		unix.Close(fd)
 		return -1, nil, nil, bad("%w", err)
@@ -274,7 +280,13 @@ func openParents(path string, im *image.Image, o *Options) (readers []io.ReaderA
 	}()
 	for _, p := range im.Parents {
 		ppath := filepath.Join(filepath.Dir(path), p.Name)
-		fd, pim, ph, err := openImage(ppath, o)
+		// Its ID and where its data ends are all it is needed for,
+		// unless it is compressed: unpacking checks its runs.
+		fd, pim, ph, err := openDecoded(ppath, o, image.ReadOutline)
+		if err == nil && len(pim.Segments) > 0 {
+			unix.Close(fd)
+			fd, pim, ph, err = openImage(ppath, o)
+		}
 		if err != nil {
 			return nil, nil, nil, bad("parent image %q: %w", ppath, err)
 		}
