@@ -285,6 +285,7 @@ func checkpoint(root, work, size, mode string, then second, env ...string) (chec
 		}
 	}()
 	reports := bufio.NewReader(errs)
+	asleep()
 	prog.Process.Signal(syscall.SIGUSR2)
 	m, err := nextReport(reports)
 	if err != nil {
@@ -311,11 +312,11 @@ func checkpoint(root, work, size, mode string, then second, env ...string) (chec
 			return ck, err
 		}
 	}
-	// Right after a tick, as the first time: the program sleeps,
-	// and a restored one's first line is "wake".
+	// Right after a tick, as the first time.
 	if err := nextTick(ticks); err != nil {
 		return ck, err
 	}
+	asleep()
 	prog.Process.Signal(syscall.SIGUSR2)
 	m, err = nextReport(reports)
 	if err != nil {
@@ -412,6 +413,12 @@ func restartTime(root, image string, flags ...string) (time.Duration, error) {
 	}
 	return took, nil
 }
+
+// asleep waits, after the program printed a tick, until it surely sleeps
+// (ticks are a second apart): checkpointed there, a restored program's
+// first line is "wake".  Checkpointed between its tick and its sleep, it
+// would sleep a whole tick first (restartTime refuses that).
+func asleep() { time.Sleep(50 * time.Millisecond) }
 
 // ticked reads the program's first tick.
 func ticked(r *bufio.Reader) error {
