@@ -251,12 +251,12 @@ func (d *decoder) runs() []Run {
 	le := binary.LittleEndian
 	for j := 0; j < len(rs); {
 		// As many as the buffer holds at a time: megabytes of them.
-		n := min(len(rs)-j, max(1, streamBuffer/size))
-		b := d.take(n * size)
+		batch := min(len(rs)-j, max(1, streamBuffer/size))
+		b := d.take(batch * size)
 		if b == nil {
 			return rs
 		}
-		for k := range rs[j : j+n] {
+		for k := range rs[j : j+batch] {
 			r := &rs[j+k]
 			r.Page, r.Pages, r.FileOff, r.CRC = le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint32(b[24:])
 			if d.version >= 3 {
@@ -264,7 +264,7 @@ func (d *decoder) runs() []Run {
 			}
 			b = b[size:]
 		}
-		j += n
+		j += batch
 	}
 	return rs
 }

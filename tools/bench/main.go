@@ -14,9 +14,9 @@
 // bytes with fsync ("dd"), the image size, and the time from starting
 // restart until the program runs its own code again: "run" by default
 // (every checksum checked first, pages loaded as the program runs, with
-// userfaultfd), "lazy" with --lazy (nothing checked first; the median of five) and "eager" with
-// --eager (every page copied first); each restored program must then pass
-// its own check of all its memory.  The baselines, measured in the same run
+// userfaultfd), "lazy" with --lazy (nothing checked first; the median of
+// five starts) and "eager" with --eager (every page copied first); each
+// restored program must then pass its own check of all its memory.  The baselines, measured in the same run
 // in DIR: one read of the image from the page cache ("read") and a memory
 // copy of the image's size into fresh memory ("copy", the floor of a
 // restore that copies).
