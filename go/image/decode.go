@@ -1,11 +1,13 @@
 package image
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -456,7 +458,6 @@ func (im *Image) validate(metaOff uint64, outline bool) error {
 		return corrupt("trigger signal %d", p.Signal)
 	}
 	var prevEnd Addr
-	nextFile := uint64(DataStart)
 	for i := range im.Areas {
 		a := &im.Areas[i]
 		if a.Start%PageSize != 0 || a.End%PageSize != 0 || a.Start >= a.End || a.End > MaxUserAddr {
@@ -475,7 +476,7 @@ func (im *Image) validate(metaOff uint64, outline bool) error {
 		if a.Kind.Special() && len(a.Runs) != 0 {
 			return corrupt("area %d (%s) carries data", i, a.Kind)
 		}
-		if err := im.checkRuns(a.Runs, a.Pages(), &nextFile, dataEnd); err != nil {
+		if err := im.checkRuns(a.Runs, a.Pages(), dataEnd); err != nil {
 			return corrupt("area %d: %v", i, err)
 		}
 	}
@@ -499,15 +500,15 @@ func (im *Image) validate(metaOff uint64, outline bool) error {
 		if f.Size > MaxUserAddr {
 			return corrupt("descriptor %d has size %d", f.FD, f.Size)
 		}
-		if err := im.checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, &nextFile, dataEnd); err != nil {
+		if err := im.checkRuns(f.Runs, (f.Size+PageSize-1)/PageSize, dataEnd); err != nil {
 			return corrupt("descriptor %d: %v", f.FD, err)
 		}
 	}
 	if outline {
 		return nil
 	}
-	if nextFile != dataEnd {
-		return corrupt("page data ends at %#x, metadata starts at %#x", nextFile, dataEnd)
+	if err := im.checkOverlap(); err != nil {
+		return err
 	}
 	return im.checkRunsInSegments()
 }
@@ -594,10 +595,15 @@ func (im *Image) ownRuns() []namedRun {
 			own = append(own, r)
 		}
 	}
+	if !slices.IsSortedFunc(own, byFileOff) {
+		slices.SortStableFunc(own, byFileOff)
+	}
 	return own
 }
 
-// Runs lists every run in file order: areas' first, then files'.
+func byFileOff(a, b namedRun) int { return cmp.Compare(a.run.FileOff, b.run.FileOff) }
+
+// Runs lists every run in the metadata's order: areas' first, then files'.
 func (im *Image) Runs() []Run {
 	rs := make([]Run, 0, im.runCount())
 	for _, r := range im.runs() {
@@ -617,7 +623,7 @@ func (im *Image) runCount() int {
 	return n
 }
 
-// runs lists every run in file order: areas' first, then files'.
+// runs lists every run in the metadata's order: areas' first, then files'.
 func (im *Image) runs() []namedRun {
 	rs := make([]namedRun, 0, im.runCount())
 	for i := range im.Areas {
@@ -634,10 +640,12 @@ func (im *Image) runs() []namedRun {
 }
 
 // checkRuns checks that runs lie in order inside pages pages and that the
-// data of those in this image follows *nextFile back to back, below
-// dataEnd; it advances *nextFile.  A parent's data is checked against the
-// parent when it is read (Gather).
-func (im *Image) checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd uint64) error {
+// data of those in this image lies page aligned between DataStart and
+// dataEnd.  Where in there is up to the writer (format 4): a checkpoint
+// that copies most pages before the program stops stores the few it copies
+// again later after the rest (checkOverlap).  A parent's data is checked
+// against the parent when it is read (Gather).
+func (im *Image) checkRuns(runs []Run, pages uint64, dataEnd uint64) error {
 	var nextPage uint64
 	for j, r := range runs {
 		if r.Pages == 0 || r.Page < nextPage || r.Pages > pages || r.Page > pages-r.Pages {
@@ -652,10 +660,37 @@ func (im *Image) checkRuns(runs []Run, pages uint64, nextFile *uint64, dataEnd u
 			}
 			continue
 		}
-		if r.FileOff != *nextFile || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
-			return fmt.Errorf("run %d has data at %#x (expected %#x, data ends at %#x)", j, r.FileOff, *nextFile, dataEnd)
+		if r.FileOff < DataStart || r.FileOff%PageSize != 0 || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
+			return fmt.Errorf("run %d has data at %#x (data lies from %#x to %#x)", j, r.FileOff, DataStart, dataEnd)
 		}
-		*nextFile += r.Len()
+	}
+	return nil
+}
+
+// checkOverlap checks that no two runs share data.  Runs written in file
+// order are checked as they come; only an image whose data is out of
+// order pays for sorting its runs.
+func (im *Image) checkOverlap() error {
+	sorted, end := true, uint64(0)
+	for _, r := range im.runs() {
+		if r.run.Source != 0 {
+			continue
+		}
+		if r.run.FileOff < end {
+			sorted = false
+			break
+		}
+		end = r.run.FileOff + r.run.Len()
+	}
+	if sorted {
+		return nil
+	}
+	runs := im.ownRuns()
+	for i := 1; i < len(runs); i++ {
+		if prev := runs[i-1]; runs[i].run.FileOff < prev.run.FileOff+prev.run.Len() {
+			return corrupt("the data of %s at %#x overlaps that of %s at %#x",
+				runs[i].what(im), runs[i].run.FileOff, prev.what(im), prev.run.FileOff)
+		}
 	}
 	return nil
 }

@@ -15,7 +15,9 @@
 //	   40  metaCRC    uint32   CRC32C of the metadata
 //	   44  reserved   [16]byte zero
 //	   60  headerCRC  uint32   CRC32C of bytes 0..59
-//	offset 4096   page data: each Run's pages, page aligned, in file order
+//	offset 4096   page data: each Run's pages, page aligned, not
+//	              overlapping; usually in the metadata's order, but any
+//	              order and unused bytes between are allowed (format 4)
 //	offset metaOff metadata: Process, Threads, Areas, Files, Segments
 //	              (see encode.go)
 //
@@ -23,7 +25,7 @@
 // been written; the header is written last of all, so a file that was cut
 // short never has a valid header.  Every byte is covered by a CRC32C: the
 // header by its own, the metadata by metaCRC, and each Run's pages by
-// Run.CRC.  docs/image-format.md walks through an example.
+// Run.CRC (bytes no run refers to are never read).  docs/image-format.md walks through an example.
 package image
 
 // Addr is an address in the checkpointed process.  It is never a Go pointer.

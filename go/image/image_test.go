@@ -198,6 +198,10 @@ func TestValidate(t *testing.T) {
 		{"run overflow", func(im *Image) { im.Areas[0].Runs[1].Page = ^uint64(0) }},
 		{"runs overlap", func(im *Image) { im.Areas[0].Runs[1].Page = 1 }},
 		{"data moved", func(im *Image) { im.Areas[1].Runs[0].FileOff += PageSize }},
+		{"data shared, out of order", func(im *Image) { im.Areas[1].Runs[0].FileOff = DataStart + PageSize }},
+		{"data unaligned", func(im *Image) { im.Areas[1].Runs[0].FileOff += 512 }},
+		{"data before the data", func(im *Image) { im.Areas[0].Runs[0].FileOff = 0 }},
+		{"data in the metadata", func(im *Image) { im.Files[1].Runs[0].FileOff += 2 * PageSize }},
 		{"vdso data", func(im *Image) { im.Areas[2].Runs = im.Areas[1].Runs }},
 		{"bad kind", func(im *Image) { im.Areas[1].Kind = 99 }},
 		{"bad prot", func(im *Image) { im.Areas[1].Prot = 8 }},
@@ -504,6 +508,55 @@ func TestVerifyWithGaps(t *testing.T) {
 	damaged[im.Areas[1].Runs[0].FileOff+9] ^= 4
 	if err := VerifyData(bytes.NewReader(damaged), &gappy, nil); !errors.Is(err, ErrChecksum) {
 		t.Errorf("VerifyData of a damaged image with gaps: got %v, wanted %v", err, ErrChecksum)
+	}
+}
+
+// TestDataOutOfOrder: a writer may store an image's pages in any order and
+// leave bytes no run refers to (format 4), as a checkpoint does that
+// copies pages before the program stops and some of them again after.
+func TestDataOutOfOrder(t *testing.T) {
+	im := &Image{
+		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
+		Threads: []Thread{{TID: 42}},
+		Areas:   []Area{{Start: 0x10000, End: 0x20000, Prot: ProtRead | ProtWrite}},
+	}
+	f := &memFile{}
+	w := NewWriter(f)
+	page := func(c byte) []byte { return bytes.Repeat([]byte{c}, PageSize) }
+	// Pages 5 and 6, a stale copy of page 2 nothing refers to, then
+	// pages 0 to 2 as they are now.
+	late, err := w.WritePages(append(page(5), page(6)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WritePages(page(0xee)); err != nil {
+		t.Fatal(err)
+	}
+	early, err := w.WritePages(bytes.Join([][]byte{page(0), page(1), page(2)}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.Page = 5
+	im.Areas[0].Runs = []Run{early, late}
+	if _, err := w.Finish(im); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
+		t.Errorf("VerifyData: %v", err)
+	}
+	stale := append([]byte(nil), f.b...)
+	stale[late.FileOff+late.Len()+7] ^= 1 // the unused page: nobody reads it
+	if err := VerifyData(bytes.NewReader(stale), got, nil); err != nil {
+		t.Errorf("VerifyData with the unused page changed: %v", err)
+	}
+	damaged := append([]byte(nil), f.b...)
+	damaged[early.FileOff+2*PageSize+7] ^= 1
+	if err := VerifyData(bytes.NewReader(damaged), got, nil); !errors.Is(err, ErrChecksum) {
+		t.Errorf("VerifyData of damaged data out of order: got %v, wanted %v", err, ErrChecksum)
 	}
 }
 

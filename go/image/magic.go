@@ -12,8 +12,11 @@ const Magic = "\x89CKPT\r\n\x1a"
 // History: 1 (2026-11): first format.  2 (2026-11): segments (compressed
 // page data) after the files in the metadata.  3 (2026-11): an image ID and
 // parent images (incremental checkpoints); each run names its source.
+// 4 (2026-11): an image's own page data may lie in any order, with bytes
+// no run refers to in between (pages copied before the program stopped and
+// again after; version 3 readers would reject such an image).
 const (
-	FormatVersion = 3
+	FormatVersion = 4
 	OldestVersion = 1
 )
 
