@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -136,8 +138,8 @@ func fullExtents(pm int, start, end uint64) []uint64 {
 }
 
 // scanPagemap runs PAGEMAP_SCAN over [start, end) and returns the regions
-// of pages in the categories of mask, adjacent ones with the same
-// categories (of ret) joined.  With out false it asks for no regions, to
+// of pages in the categories of mask, in order, those that touch with the
+// same categories (of ret) joined.  With out false it asks for no regions, to
 // write-protect with uapi.PMScanWPMatching alone.
 func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]uapi.PageRegion, error) {
 	var regions []uapi.PageRegion
@@ -157,19 +159,31 @@ func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]uapi.
 		if errno != 0 {
 			return nil, errno
 		}
-		for _, r := range vec[:n] {
-			if k := len(regions) - 1; k >= 0 && regions[k].End == r.Start && regions[k].Categories == r.Categories {
-				regions[k].End = r.End
-			} else {
-				regions = append(regions, r)
-			}
-		}
+		regions = append(regions, vec[:n]...)
 		if arg.WalkEnd <= start {
 			return nil, unix.EIO // no progress
 		}
 		start = arg.WalkEnd
 	}
-	return regions, nil
+	return joinRegions(regions), nil
+}
+
+// joinRegions sorts regions and joins those that touch or overlap with the
+// same categories.  The kernel's answer is not always in order: with more
+// than 512 regions, Linux 6.18 walks part of the range again, reporting
+// lower regions after higher ones (pages written meanwhile, with
+// PMScanWPMatching) or the same regions twice (without it).
+func joinRegions(regions []uapi.PageRegion) []uapi.PageRegion {
+	slices.SortStableFunc(regions, func(a, b uapi.PageRegion) int { return cmp.Compare(a.Start, b.Start) })
+	out := regions[:0]
+	for _, r := range regions {
+		if k := len(out) - 1; k >= 0 && r.Start <= out[k].End && out[k].Categories == r.Categories {
+			out[k].End = max(out[k].End, r.End)
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // requested reports whether a checkpoint request waits on the wake pipe.
