@@ -15,37 +15,43 @@ import (
 // Request.Scratch, and images keep its addresses but not its contents: it
 // comes back as zeros.
 
-// newScratchPages returns an empty slice with room for n tracked pages in
-// a mapping of its own, or nil if there is none.
-func newScratchPages(n int) []trackedPage {
+// newScratch returns an empty slice with room for n values in a mapping of
+// its own, or nil if there is none.  Only what is written of it becomes
+// resident.
+func newScratch[T any](n int) []T {
 	if n == 0 {
 		return nil
 	}
-	b, err := unix.Mmap(-1, 0, n*int(unsafe.Sizeof(trackedPage{})), unix.PROT_READ|unix.PROT_WRITE,
+	var v T
+	b, err := unix.Mmap(-1, 0, n*int(unsafe.Sizeof(v)), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
 		return nil
 	}
-	return unsafe.Slice((*trackedPage)(unsafe.Pointer(&b[0])), n)[:0]
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)[:0]
 }
 
-// freeScratchPages unmaps what newScratchPages mapped.
-func freeScratchPages(pages []trackedPage) {
-	if cap(pages) == 0 {
+// freeScratch unmaps what newScratch mapped.
+func freeScratch[T any](s []T) {
+	if cap(s) == 0 {
 		return
 	}
-	unix.Munmap(scratchBytes(pages))
+	unix.Munmap(scratchBytes(s))
 }
 
-func scratchBytes(pages []trackedPage) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(pages))), cap(pages)*int(unsafe.Sizeof(trackedPage{})))
+func scratchBytes[T any](s []T) []byte {
+	var v T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), cap(s)*int(unsafe.Sizeof(v)))
+}
+
+// scratchSpan returns the address range of what newScratch mapped.
+func scratchSpan[T any](s []T) (span.Span, bool) {
+	if cap(s) == 0 {
+		return span.Span{}, false
+	}
+	start := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(s))))
+	return span.Span{Start: start, End: start + uint64(len(scratchBytes(s)))}, true
 }
 
 // Scratch returns the tracker's scratch memory, for Request.Scratch.
-func (t *Tracker) Scratch() (span.Span, bool) {
-	if cap(t.scratch) == 0 {
-		return span.Span{}, false
-	}
-	start := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(t.scratch))))
-	return span.Span{Start: start, End: start + uint64(len(scratchBytes(t.scratch)))}, true
-}
+func (t *Tracker) Scratch() (span.Span, bool) { return scratchSpan(t.scratch) }

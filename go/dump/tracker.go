@@ -31,7 +31,7 @@ type Tracker struct {
 // tracker replaced it, or this process was restored from an image, which
 // kept the memory's addresses but not its contents.
 func (t *Tracker) Release() {
-	freeScratchPages(t.scratch)
+	freeScratch(t.scratch)
 	t.pages, t.scratch = nil, nil
 }
 
@@ -54,7 +54,7 @@ func newTracking(prev *Tracker, id image.ImageID, pages int) *tracking {
 	t := &tracking{prev: prev, next: &Tracker{seed: maphash.MakeSeed()}}
 	// Room for every page at once: no series of doublings of fresh
 	// memory, and the memory is left out of images.
-	t.next.scratch = newScratchPages(pages)
+	t.next.scratch = newScratch[trackedPage](pages)
 	t.next.pages = t.next.scratch
 	if prev != nil {
 		t.next.seed = prev.seed
