@@ -251,13 +251,17 @@ int ckpt_snapshot(void)
 	}
 	/* Before the fork: a write between the fork and the scan would be
 	 * in no image and yet look unwritten at the next checkpoint. */
-	if (ckpt_track.pagemap >= 0)
+	if (ckpt_track.pagemap >= 0 && ckpt_track.scan)
 		ck_track_scan();
+	if (ckpt_precopy.n > 0)
+		ck_precopy_freeze();
 	rc = (int)syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
 	if (rc == 0)
 		ck_snapshot_child(pid);
 	if (rc < 0)
 		rc = -errno;
+	if (ckpt_precopy.n > 0)
+		ck_precopy_thaw();
 thaw:
 	__atomic_store_n(&ck_thaw, gen + 1, __ATOMIC_SEQ_CST);
 	ck_futex(&ck_thaw, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);

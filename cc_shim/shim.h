@@ -182,7 +182,7 @@ struct ck_track {
 	int32_t uffd;	 /* -1: not tracking */
 	int32_t pagemap; /* -1: not tracking */
 	int32_t err;	 /* 0, or the errno that cut the last scan short */
-	int32_t pad;
+	int32_t scan;	 /* 1: ckpt_snapshot scans (incremental checkpoints) */
 	/* The kernel writes the regions after it has looked at their pages,
 	 * so Go maps this buffer apart and leaves it unregistered. */
 	uint64_t *regions; /* n struct page_region {start, end, categories} */
@@ -194,6 +194,46 @@ extern struct ck_track ckpt_track;
 
 /* ck_track_scan fills ckpt_track.regions (track.c). */
 void ck_track_scan(void);
+
+/* Copying before the pause (go/lib/precopy.go, precopy.c).  Go copies the
+ * program's big private memory into the image while the program runs,
+ * with its write tracking on (ckpt_track).  While the threads are stopped,
+ * ckpt_snapshot checks that each such area is still the mapping Go copied,
+ * copies the pages written since into scratch, and leaves the area out of
+ * the snapshot child (MADV_DONTFORK), whose fork would otherwise copy a
+ * page table entry for each of its pages. */
+#define CK_MAX_PRECOPY 256
+
+enum {
+	CK_PRECOPY_ASKED = 0,	/* set by Go */
+	CK_PRECOPY_TAKEN,	/* checked, written pages in scratch, not forked */
+	CK_PRECOPY_CHANGED,	/* mapped, moved or protected differently since */
+	CK_PRECOPY_UNTRACKED,	/* some page is not tracked any more */
+	CK_PRECOPY_IN_USE,	/* holds this thread's stack or the shim's data */
+	CK_PRECOPY_FULL,	/* too much written for scratch or the region buffer */
+	CK_PRECOPY_FAILED,	/* a system call failed */
+};
+
+struct ck_precopy_area {
+	uint64_t start, end;
+	char perms[4];	      /* as in /proc/self/maps: "rw-p" */
+	int32_t state;	      /* CK_PRECOPY_* */
+	uint64_t first, n;    /* its written pages: regions [first, first+n) */
+	uint64_t scratch_off; /* where the copies of those pages start */
+};
+
+struct ck_precopy {
+	uint32_t n; /* areas; 0: no precopy */
+	uint32_t pad;
+	uint8_t *scratch; /* Go's, populated and MADV_DONTFORK */
+	uint64_t scratch_len;
+	struct ck_precopy_area areas[CK_MAX_PRECOPY];
+};
+
+extern struct ck_precopy ckpt_precopy;
+
+void ck_precopy_freeze(void);
+void ck_precopy_thaw(void);
 
 /* The signal that stops threads for a snapshot. */
 #define CK_FREEZE_SIG 63

@@ -57,6 +57,10 @@ type Request struct {
 	// library's own memory whose contents no image needs (scratch.go):
 	// not stored, they come back as zeros.
 	Scratch []span.Span
+	// Precopy, if not nil, holds the image's file begun before the
+	// snapshot, and the pages of the areas the pause took, which the
+	// snapshot child does not have (precopy.go).  Not with Compress.
+	Precopy *Precopy
 }
 
 // Result describes a written image.
@@ -84,9 +88,22 @@ func Write(r *Request) (res Result, err error) {
 		dir = "."
 	}
 	tmp := filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, r.Child))
-	removeStale(dir, "."+base+".tmp")
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	var fd int
+	if r.Precopy != nil {
+		tmp = r.Precopy.tmp
+		if err := r.Precopy.Close(); err != nil {
+			unix.Unlink(tmp)
+			return res, err
+		}
+		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	} else {
+		removeStale(dir, "."+base+".tmp")
+		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	}
 	if err != nil {
+		if r.Precopy != nil {
+			unix.Unlink(tmp)
+		}
 		return res, fmt.Errorf("creating %q: %w", tmp, err)
 	}
 	defer func() {
@@ -228,13 +245,22 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}
 
 	w := image.NewWriter(out)
-	if r.Compress {
+	var taken []image.Area
+	if r.Precopy != nil {
+		w = image.NewWriterAfter(out, r.Precopy.off)
+		if taken, err = r.Precopy.taken(); err != nil {
+			return 0, err
+		}
+	} else if r.Compress {
 		w = image.NewSegmentWriter(out, segmentWriter{out})
 	}
 	for _, m := range maps {
 		a, ok := areaOf(m)
 		if !ok {
 			continue
+		}
+		for len(taken) > 0 && taken[0].Start < a.Start {
+			im.Areas, taken = append(im.Areas, taken[0]), taken[1:]
 		}
 		if !a.Kind.Special() {
 			if err := src.copyArea(w, &a, m); err != nil {
@@ -243,6 +269,7 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		}
 		im.Areas = append(im.Areas, a)
 	}
+	im.Areas = append(im.Areas, taken...)
 	for i := range im.Files {
 		if err := src.describeFile(w, proc, &im.Files[i], r.SaveFiles); err != nil {
 			return 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)

@@ -27,6 +27,12 @@ type Writer struct {
 // NewWriter starts an image on w, which must be empty.
 func NewWriter(w io.WriterAt) *Writer { return &Writer{w: w, data: w, off: DataStart} }
 
+// NewWriterAfter continues an image on w whose page data up to dataEnd
+// (page aligned) was written before, by runs the caller describes.
+func NewWriterAfter(w io.WriterAt, dataEnd uint64) *Writer {
+	return &Writer{w: w, data: w, off: max(dataEnd, DataStart)}
+}
+
 // NewSegmentWriter starts an image on w whose page data goes to data
 // instead, at the offsets its runs will name; data stores it in w its own
 // way (compressed), and the caller describes how in the Segments of the

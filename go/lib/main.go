@@ -47,6 +47,10 @@ type config struct {
 	// CKPT_TRACK_WRITES=0; CKPT_TRACK_WRITES=check also reads the pages
 	// it says are unwritten and reports the ones that changed.
 	track, trackCheck bool
+	// precopy copies big areas before the pause (precopy.go) unless
+	// CKPT_PRECOPY=0; not with CKPT_INCREMENTAL.  CKPT_PRECOPY=all
+	// copies every area, however small.
+	precopy, precopyAll bool
 }
 
 // init runs on the runtime's own thread while the program's main() may
@@ -73,6 +77,11 @@ func init() {
 			regionsAtFirst = n
 		}
 	}
+	if cfg.track {
+		C.ckpt_track.scan = 1
+	}
+	cfg.precopy = cfg.chain == 0 && os.Getenv("CKPT_PRECOPY") != "0"
+	cfg.precopyAll = os.Getenv("CKPT_PRECOPY") == "all"
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
 	if wd := C.GoString(&C.ckpt_start_cwd[0]); wd != "" && !filepath.IsAbs(cfg.dir) {
@@ -123,18 +132,29 @@ func coordinate(fd int, cfg *config) {
 				writes.prepare()
 			}
 		}
+		compress := cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0
+		var pre *precopyRun
+		if cfg.precopy && !compress {
+			pre = startPrecopy(cfg, imagePath(cfg, unix.Getpid()))
+		}
 		child := int(C.ckpt_snapshot())
 		switch {
 		case child < 0:
 			writes.wrote(image.ImageID{})
+			if pre != nil {
+				pre.abort()
+			}
 			logf(cfg, "ckpt: checkpoint failed, previous image kept: stopping the threads: %v\n", unix.Errno(-child))
 		case child == 0:
 			// This process was just restored from an image.
 			chain.forget()
 			writes.forget()
+			if pre != nil {
+				pre.forget()
+			}
 			restored = true
 		default:
-			checkpoint(child, cfg, cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0)
+			checkpoint(child, cfg, compress, pre)
 		}
 		C.ckpt_finish()
 		if child > 0 {
@@ -150,10 +170,32 @@ func coordinate(fd int, cfg *config) {
 	}
 }
 
-func checkpoint(child int, cfg *config, compress bool) {
+// imagePath is where the image of process pid goes.
+func imagePath(cfg *config, pid int) string {
+	return filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, pid))
+}
+
+func checkpoint(child int, cfg *config, compress bool, pre *precopyRun) {
 	defer reap(child)
+	var precopied *dump.Precopy
+	var how string
+	if pre != nil {
+		var err error
+		precopied, how, err = pre.tookOver()
+		if err != nil {
+			pre.abort()
+			logf(cfg, "ckpt: checkpoint failed, previous image kept: %v\n", err)
+			return
+		}
+		if precopied != nil {
+			defer precopied.Free()
+		}
+	}
 	st, err := readState(child)
 	if err != nil {
+		if precopied != nil {
+			precopied.Abort()
+		}
 		logf(cfg, "ckpt: checkpoint failed: reading the captured state: %v\n", err)
 		return
 	}
@@ -165,7 +207,14 @@ func checkpoint(child int, cfg *config, compress bool) {
 		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
-	req.Path = filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, req.Process.PID))
+	req.Path = imagePath(cfg, int(req.Process.PID))
+	if precopied != nil {
+		req.Precopy = precopied
+		req.Scratch = span.Insert(req.Scratch, writes.scratch())
+		for _, sp := range precopied.Scratch() {
+			req.Scratch = span.Insert(req.Scratch, sp)
+		}
+	}
 	if _, err := unix.Getrandom(req.ID[:], 0); err != nil {
 		logf(cfg, "ckpt: checkpoint failed, previous image kept: choosing an image ID: %v\n", err)
 		return
@@ -218,9 +267,11 @@ func checkpoint(child int, cfg *config, compress bool) {
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	ms := float64(now.Nano()-st.captureNS) / 1e6
 	pause := float64(st.pauseNS) / 1e6
-	how := ""
+	if how != "" {
+		how = ", " + how
+	}
 	if compress {
-		how = " zstd"
+		how = " zstd" + how
 	}
 	if req.Prev != nil {
 		how += fmt.Sprintf(" incremental, %s new, %s from %d older images",

@@ -1,0 +1,488 @@
+package dump
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
+	"golang.org/x/sys/unix"
+)
+
+// A Precopy copies the program's own big private memory into a new image
+// while the program runs, so that the pause need not fork it: the fork
+// copies a page table entry for each 4 KiB page, about 60 ms per 2 GiB here,
+// where the pause should be under 20 ms.  go/lib/precopy.go drives it:
+//
+//  1. With the areas' writes tracked by the kernel (go/lib/tracking.go),
+//     Copy copies their pages as they are, and CopyAgain the pages the
+//     program wrote meanwhile, once or twice.
+//  2. Close closes what it has open, which must not be in the snapshot.
+//     The pause copies the pages written since into scratch memory and
+//     leaves the areas out of the snapshot child (cc_shim/precopy.c).
+//  3. Took stores those copies for each area the pause took; Write
+//     finishes the image, with the taken areas' pages from here and every
+//     other area from the snapshot child.
+//
+// A page copied again goes over its older copy; one that held zeros before
+// goes after the others, out of order, which the image format allows
+// (format 4), as it allows the unused copies that areas left to the
+// snapshot child leave behind.
+type Precopy struct {
+	path, tmp string
+	fd        int
+	out       *asyncFile
+	off       uint64 // where the next page data goes
+	mem       int
+	pagemap   int
+	areas     []*copiedArea
+	zero      []byte
+	entries   []byte
+	fresh     []int // store's, kept: what is allocated now is in the snapshot
+}
+
+// copiedArea is one area and where each of its stored pages is, in order.
+type copiedArea struct {
+	m      procfs.Mapping
+	broken bool // some pages could not be read: not to be taken
+	taken  bool
+	// In scratch memory (see scratch.go), with room for every page: the
+	// Go heap's garbage would be in the snapshot.
+	pages   []copiedPage // the last copy of each page copied, in order
+	updates []copiedPage // copies made by the pass under way, in order
+}
+
+type copiedPage struct {
+	page uint32 // its number in the area
+	crc  uint32
+	off  uint64 // the file offset of its last copy; 0: it holds zeros
+}
+
+// StartPrecopy creates the image's temporary file next to path for a
+// checkpoint of this process, with the areas maps (private anonymous
+// memory, tracked for writes) to be copied.
+func StartPrecopy(path string, maps []procfs.Mapping) (_ *Precopy, err error) {
+	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
+		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	p := &Precopy{path: path, tmp: filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, unix.Getpid())),
+		fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
+		off: image.DataStart}
+	defer func() {
+		if err != nil {
+			p.Abort()
+		}
+	}()
+	removeStale(dir, "."+base+".tmp")
+	if p.fd, err = unix.Open(p.tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600); err != nil {
+		return nil, fmt.Errorf("creating %q: %w", p.tmp, err)
+	}
+	if p.mem, err = unix.Open("/proc/self/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, err
+	}
+	if p.pagemap, err = unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, err
+	}
+	p.out = newAsyncFile(p.fd, chunkPages*image.PageSize, 0)
+	for _, m := range maps {
+		n := pagesOf(m)
+		a := &copiedArea{m: m, pages: newScratch[copiedPage](int(n)), updates: newScratch[copiedPage](int(n))}
+		p.areas = append(p.areas, a)
+		if a.pages == nil || a.updates == nil || n > 1<<32 {
+			return nil, fmt.Errorf("no memory to note the pages of %#x-%#x", m.Start, m.End)
+		}
+	}
+	return p, nil
+}
+
+// openFiles lists this process's descriptors, for noFaultWriter.
+func openFiles() []image.File {
+	var files []image.File
+	fd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil || n <= 0 {
+			return files
+		}
+		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+		for _, name := range names {
+			var v int32
+			if _, err := fmt.Sscan(name, &v); err == nil {
+				files = append(files, image.File{FD: v})
+			}
+		}
+	}
+}
+
+// Areas returns the areas being copied; ok[i] is false for one that could
+// not be read whole, which the pause must leave to the snapshot child.
+func (p *Precopy) Areas() (ms []procfs.Mapping, ok []bool) {
+	for _, a := range p.areas {
+		ms, ok = append(ms, a.m), append(ok, !a.broken)
+	}
+	return ms, ok
+}
+
+// Bytes returns how many bytes of page data the file holds so far, the
+// unused older copies included.
+func (p *Precopy) Bytes() uint64 { return p.off - image.DataStart }
+
+// Copy copies every page of the areas that is in memory or swap.
+func (p *Precopy) Copy() error {
+	for _, a := range p.areas {
+		for first := uint64(0); first < pagesOf(a.m); first += chunkPages {
+			if err := p.copyChunk(a, first, min(chunkPages, pagesOf(a.m)-first)); err != nil {
+				return fmt.Errorf("copying %#x-%#x: %w", a.m.Start, a.m.End, err)
+			}
+		}
+		a.merge()
+	}
+	return nil
+}
+
+// copyChunk copies the present pages among n from page first, stretch by
+// stretch: reading a hole would map the zero page into the program.
+func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
+	addr := a.m.Start + first*image.PageSize
+	e := p.entries[:n*8]
+	if err := preadFull(p.pagemap, e, int64(addr/image.PageSize*8)); err != nil {
+		return fmt.Errorf("reading pagemap: %w", err)
+	}
+	present := func(i uint64) bool {
+		return binary.LittleEndian.Uint64(e[i*8:])&(procfs.PagePresent|procfs.PageSwapped) != 0
+	}
+	for i := uint64(0); i < n; {
+		if !present(i) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < n && present(j) {
+			j++
+		}
+		if err := p.copyPages(a, first+i, j-i); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// copyPages reads n pages of a from page first and stores them.  A range
+// that cannot be read (unmapped since) breaks the area: the pause leaves it
+// to the snapshot child.
+func (p *Precopy) copyPages(a *copiedArea, first, n uint64) error {
+	buf := p.out.get()[:n*image.PageSize]
+	defer p.out.put(buf)
+	if err := preadFull(p.mem, buf, int64(a.m.Start+first*image.PageSize)); err != nil {
+		a.broken = true
+		return nil
+	}
+	return p.store(a, first, buf)
+}
+
+// store writes the pages of buf, page first of a on, that hold more than
+// zeros, and notes where each is.  A page stored before is written over
+// its older copy, which nothing else refers to: the file grows only by
+// pages that held zeros before (and keeps a copy only of pages that came
+// to hold zeros).
+func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
+	const P = image.PageSize
+	var kept uint64      // new pages moved to the front of buf
+	var over []byte      // pages written over their older copies
+	fresh := p.fresh[:0] // a.updates of the new pages, offsets relative to buf
+	defer func() { p.fresh = fresh[:0] }()
+	defer func() {
+		if over != nil {
+			p.out.put(over)
+		}
+	}()
+	for i := uint64(0); i < uint64(len(buf))/P; i++ {
+		pg := buf[i*P : (i+1)*P]
+		u := copiedPage{page: uint32(first + i)}
+		old, ok := a.find(first + i)
+		if bytes.Equal(pg, p.zero) {
+			if ok && old.off != 0 {
+				a.updates = append(a.updates, u) // holds zeros now
+			}
+			continue
+		}
+		u.crc = image.Checksum(pg)
+		if ok && old.off != 0 {
+			if len(over) == cap(over) {
+				if over != nil {
+					p.out.put(over)
+				}
+				over = p.out.get()[:0]
+			}
+			over = append(over, pg...)
+			if _, err := p.out.WriteAt(over[len(over)-P:], int64(old.off)); err != nil {
+				return err
+			}
+			u.off = old.off
+			a.updates = append(a.updates, u)
+			continue
+		}
+		if kept != i {
+			copy(buf[kept*P:], pg)
+		}
+		u.off = kept * P
+		kept++
+		fresh = append(fresh, len(a.updates))
+		a.updates = append(a.updates, u)
+	}
+	if kept == 0 {
+		return nil
+	}
+	if _, err := p.out.WriteAt(buf[:kept*P], int64(p.off)); err != nil {
+		return err
+	}
+	for _, k := range fresh {
+		a.updates[k].off += p.off
+	}
+	p.off += kept * P
+	return nil
+}
+
+// find returns the note of page, if there is one.
+func (a *copiedArea) find(page uint64) (copiedPage, bool) {
+	i := sort.Search(len(a.pages), func(i int) bool { return uint64(a.pages[i].page) >= page })
+	if i < len(a.pages) && uint64(a.pages[i].page) == page {
+		return a.pages[i], true
+	}
+	return copiedPage{}, false
+}
+
+// CopyAgain copies again the pages of spans (in order, each inside one of
+// the areas; repeats are skipped): the program wrote them since they were
+// copied.
+func (p *Precopy) CopyAgain(spans []span.Span) error {
+	k := 0
+	var done uint64 // where the pages copied so far end: skip repeats
+	for _, a := range p.areas {
+		for ; k < len(spans) && spans[k].Start < a.m.End; k++ {
+			sp := spans[k]
+			sp.Start = max(sp.Start, done)
+			if sp.Start >= sp.End {
+				continue
+			}
+			done = sp.End
+			if sp.Start < a.m.Start || sp.End > a.m.End {
+				return fmt.Errorf("written pages %#x-%#x are not in one area", sp.Start, sp.End)
+			}
+			for addr := sp.Start; addr < sp.End; {
+				n := min((sp.End-addr)/image.PageSize, chunkPages)
+				if err := p.copyPages(a, (addr-a.m.Start)/image.PageSize, n); err != nil {
+					return err
+				}
+				addr += n * image.PageSize
+			}
+		}
+		a.merge()
+	}
+	return nil
+}
+
+// Close waits for the writes and closes every descriptor the precopy has
+// open, before the snapshot: the image must not hold them.
+func (p *Precopy) Close() error {
+	var err error
+	if p.out != nil {
+		err = p.out.close()
+		p.out = nil
+	}
+	for _, fd := range []*int{&p.fd, &p.mem, &p.pagemap} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", p.tmp, err)
+	}
+	return nil
+}
+
+// Took stores what the pause copied of area i (which it took): the pages
+// of written, one after the other in copies in the order of written.  The
+// kernel's report need not be in order nor free of repeats (see
+// joinRegions in go/lib): the copies are stored in address order, a page
+// once.
+func (p *Precopy) Took(i int, written []span.Span, copies []byte) error {
+	a := p.areas[i]
+	a.taken = true
+	if len(written) == 0 {
+		return nil
+	}
+	if err := p.reopen(); err != nil {
+		return err
+	}
+	type copied struct {
+		span.Span
+		data []byte
+	}
+	l := make([]copied, 0, len(written))
+	for _, sp := range written {
+		n := sp.End - sp.Start
+		if sp.Start < a.m.Start || sp.End > a.m.End || n > uint64(len(copies)) {
+			return fmt.Errorf("written pages %#x-%#x are not in area %#x-%#x", sp.Start, sp.End, a.m.Start, a.m.End)
+		}
+		l = append(l, copied{sp, copies[:n]})
+		copies = copies[n:]
+	}
+	slices.SortStableFunc(l, func(x, y copied) int { return cmp.Compare(x.Start, y.Start) })
+	var done uint64 // where the pages stored so far end
+	for _, c := range l {
+		if c.Start < done {
+			skip := min(done, c.End) - c.Start
+			c.Start, c.data = c.Start+skip, c.data[skip:]
+		}
+		done = max(done, c.End)
+		first := (c.Start - a.m.Start) / image.PageSize
+		for off := uint64(0); off < uint64(len(c.data)); off += chunkPages * image.PageSize {
+			m := min(uint64(len(c.data))-off, chunkPages*image.PageSize)
+			buf := p.out.get()[:m]
+			copy(buf, c.data[off:off+m])
+			err := p.store(a, first+off/image.PageSize, buf)
+			p.out.put(buf)
+			if err != nil {
+				return fmt.Errorf("writing %q: %w", p.tmp, err)
+			}
+		}
+	}
+	a.merge()
+	return nil
+}
+
+// reopen opens the file again after the snapshot.
+func (p *Precopy) reopen() error {
+	if p.out != nil {
+		return nil
+	}
+	fd, err := unix.Open(p.tmp, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %q again: %w", p.tmp, err)
+	}
+	p.fd = fd
+	p.out = newAsyncFile(fd, chunkPages*image.PageSize, 0)
+	return nil
+}
+
+// Scratch returns the memory that notes the pages: no image needs it.
+func (p *Precopy) Scratch() []span.Span {
+	var l []span.Span
+	for _, a := range p.areas {
+		for _, notes := range [][]copiedPage{a.pages, a.updates} {
+			if sp, ok := scratchSpan(notes); ok {
+				l = span.Insert(l, sp)
+			}
+		}
+	}
+	return l
+}
+
+// Abort deletes the temporary file and frees the notes: the checkpoint
+// goes on without the precopy, or failed.
+func (p *Precopy) Abort() {
+	p.Close()
+	unix.Unlink(p.tmp)
+	p.Free()
+}
+
+// Free frees the notes: in a process just restored, or once the image is
+// written.
+func (p *Precopy) Free() {
+	for _, a := range p.areas {
+		freeScratch(a.pages)
+		freeScratch(a.updates)
+		a.pages, a.updates = nil, nil
+	}
+	p.areas = nil
+}
+
+// merge folds the pass's copies into the area's notes, the newer copy of a
+// page winning.  pages has room for every page of the area, so the merge
+// runs in place from the end.
+func (a *copiedArea) merge() {
+	old, ups := a.pages, a.updates
+	fresh := 0 // updates of pages not noted yet
+	for i, j := 0, 0; j < len(ups); {
+		switch {
+		case i < len(old) && old[i].page < ups[j].page:
+			i++
+		case i < len(old) && old[i].page == ups[j].page:
+			i, j = i+1, j+1
+		default:
+			fresh, j = fresh+1, j+1
+		}
+	}
+	all := old[:len(old)+fresh]
+	i, j := len(old)-1, len(ups)-1
+	for w := len(all) - 1; j >= 0; w-- {
+		if i >= 0 && old[i].page > ups[j].page {
+			all[w], i = old[i], i-1
+			continue
+		}
+		if i >= 0 && old[i].page == ups[j].page {
+			i--
+		}
+		all[w], j = ups[j], j-1
+	}
+	a.pages, a.updates = all, a.updates[:0]
+}
+
+// runs returns the runs of the area's stored pages.
+func (a *copiedArea) runs() []image.Run {
+	var runs []image.Run
+	for _, pg := range a.pages {
+		if pg.off == 0 {
+			continue
+		}
+		if k := len(runs) - 1; k >= 0 {
+			if r := &runs[k]; r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off {
+				r.Pages++
+				r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
+				continue
+			}
+		}
+		runs = append(runs, image.Run{Page: uint64(pg.page), Pages: 1, FileOff: pg.off, CRC: pg.crc})
+	}
+	return runs
+}
+
+// taken returns the areas the pause took, as image areas with their runs.
+func (p *Precopy) taken() ([]image.Area, error) {
+	var l []image.Area
+	for _, a := range p.areas {
+		if !a.taken {
+			continue
+		}
+		for i := 1; i < len(a.pages); i++ {
+			if a.pages[i].page <= a.pages[i-1].page {
+				return nil, fmt.Errorf("internal error: the notes of %#x-%#x have page %d after page %d (%d notes)",
+					a.m.Start, a.m.End, a.pages[i].page, a.pages[i-1].page, len(a.pages))
+			}
+		}
+		area, _ := areaOf(a.m)
+		area.Runs = a.runs()
+		l = append(l, area)
+	}
+	return l, nil
+}
+
+func pagesOf(m procfs.Mapping) uint64 { return (m.End - m.Start) / image.PageSize }

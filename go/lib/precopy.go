@@ -1,0 +1,329 @@
+package main
+
+/*
+#include "cc_shim/shim.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/ckpt/ckpt/go/dump"
+	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
+	"github.com/ckpt/ckpt/go/uapi"
+	"golang.org/x/sys/unix"
+)
+
+// Copying before the pause.  The fork that takes the snapshot copies a page
+// table entry per 4 KiB page: 50-100 ms for 2 GiB of small pages, the
+// whole of a first checkpoint's pause.  So the program's big private
+// anonymous areas are copied into the image while it runs, with the
+// kernel tracking its writes to them (the asynchronous write protection of
+// tracking.go, here for every checkpoint, not only incremental ones):
+//
+//  1. register the areas and protect their pages; copy them all;
+//  2. copy again what the program wrote meanwhile, until little is left;
+//  3. in the pause (cc_shim/precopy.c): check that each area is still the
+//     mapping copied, copy what was written since into scratch memory
+//     populated beforehand, and leave the area out of the fork;
+//  4. after the pause, store those copies and finish the image with
+//     everything else from the snapshot child as before.
+//
+// An area the pause finds changed (unmapped, moved, protected differently,
+// no longer tracked) or too written for the scratch memory is forked like
+// any other; its first copies stay in the file unused.
+//
+// CKPT_PRECOPY=0 turns it off, and CKPT_PRECOPY=all (for tests) uses it
+// for every private anonymous area, however little it holds.  It is never
+// used with compression or incremental checkpoints, whose tracking it
+// would reset.
+
+const (
+	// precopyArea is the least resident memory of an area copied before
+	// the pause; a fork copies a smaller one's table in well under a
+	// millisecond.
+	precopyArea = 1 << 20
+	// precopyTotal is the least resident memory worth copying before the
+	// pause: below it the whole fork takes a few milliseconds.
+	precopyTotal = 32 << 20
+	// precopyPasses bounds step 2.
+	precopyPasses = 3
+	// Scratch memory for the pause's copies: a sixteenth of the areas,
+	// within these bounds.
+	scratchMin, scratchMax = 4 << 20, 128 << 20
+)
+
+// precopyRun is one checkpoint's precopy.
+type precopyRun struct {
+	p       *dump.Precopy
+	asked   []int  // the precopy's area for each area handed to the shim
+	scratch []byte // the pause's copies: populated, left out of forks
+	again   uint64 // bytes copied again in step 2
+}
+
+// startPrecopy runs steps 1 and 2 for an image at path and hands the areas
+// to the shim.  It returns nil when the snapshot should fork everything.
+//
+// It is only a way to a shorter pause: when it cannot be used (no write
+// tracking, a device that writes memory unseen, no room for the image) the
+// checkpoint forks everything, and says what failed if that fails too.
+func startPrecopy(cfg *config, path string) *precopyRun {
+	if err := writes.start(); err != nil {
+		cfg.precopy = false
+		return nil
+	}
+	areas := precopyAreas(cfg.precopyAll)
+	if areas == nil {
+		return nil
+	}
+	p, err := dump.StartPrecopy(path, areas)
+	if err != nil {
+		return nil
+	}
+	run := &precopyRun{p: p}
+	if err := run.copy(); err != nil {
+		run.abort()
+		return nil
+	}
+	run.handOver()
+	return run
+}
+
+// precopyAreas returns the private anonymous areas worth copying before the
+// pause, registered for write tracking and protected: from here on the
+// kernel notes every write to them.  Nothing, if all of them together hold
+// too little memory to be worth it; with all, every one of them.
+func precopyAreas(all bool) []procfs.Mapping {
+	text, err := procfs.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return nil
+	}
+	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
+	own := writes.scratch()
+	var candidates []procfs.Mapping
+	var resident uint64
+	for _, s := range smapsAreas(text) {
+		m := s.Mapping
+		if !trackable(m) || m.Inode != 0 || !m.Read || (!all && s.rss < precopyArea) ||
+			m.Start < own.End && own.Start < m.End {
+			continue
+		}
+		candidates = append(candidates, m)
+		resident += s.rss
+	}
+	if !all && resident < precopyTotal {
+		return nil
+	}
+	var areas []procfs.Mapping
+	for _, m := range candidates {
+		reg := struct {
+			uapi.UffdioRange
+			ioctls uint64
+		}{UffdioRange: uapi.UffdioRange{Start: m.Start, Len: m.End - m.Start, Mode: uapi.UffdRegisterModeWP}}
+		if uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg)) != nil {
+			continue // another userfaultfd has it
+		}
+		if _, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, false); err != nil {
+			continue
+		}
+		areas = append(areas, m)
+	}
+	return areas
+}
+
+// smapsArea is a mapping and its resident memory.
+type smapsArea struct {
+	procfs.Mapping
+	rss uint64
+}
+
+// smapsAreas returns the mappings of /proc/self/smaps that the program did
+// not mark MADV_DONTFORK: the pause's marks are taken off again after the
+// fork, which would take the program's own with them.
+func smapsAreas(text []byte) []smapsArea {
+	var areas []smapsArea
+	var cur []procfs.Mapping
+	var rss uint64
+	for len(text) > 0 {
+		line := text
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = nil
+		}
+		if flags, ok := bytes.CutPrefix(line, []byte("VmFlags:")); ok {
+			if len(cur) == 1 && !strings.Contains(" "+string(flags)+" ", " dc ") {
+				areas = append(areas, smapsArea{cur[0], rss})
+			}
+			cur, rss = nil, 0
+			continue
+		}
+		if kb, ok := bytes.CutPrefix(line, []byte("Rss:")); ok {
+			kb = bytes.TrimSpace(bytes.TrimSuffix(kb, []byte("kB")))
+			if n, err := strconv.ParseUint(string(kb), 10, 64); err == nil {
+				rss = n << 10
+			}
+			continue
+		}
+		if sp := bytes.IndexByte(line, ' '); sp < 0 || bytes.IndexByte(line[:sp], '-') < 0 || line[sp-1] == ':' {
+			continue // one of the area's counts
+		}
+		if ms, err := procfs.ParseMaps(line); err == nil {
+			cur = ms
+		}
+	}
+	return areas
+}
+
+// copy runs steps 1 and 2.
+func (r *precopyRun) copy() error {
+	if err := r.p.Copy(); err != nil {
+		return err
+	}
+	areas, _ := r.p.Areas()
+	budget := scratchBudget(areas)
+	pm := int(C.ckpt_track.pagemap)
+	for pass := 0; pass < precopyPasses; pass++ {
+		var written []span.Span
+		var bytes uint64
+		for _, m := range areas {
+			regions, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, true)
+			if err != nil {
+				return fmt.Errorf("asking the kernel for written pages: %w", err)
+			}
+			for _, g := range regions {
+				written = append(written, span.Span{Start: g.Start, End: g.End})
+				bytes += g.End - g.Start
+			}
+		}
+		if err := r.p.CopyAgain(written); err != nil {
+			return err
+		}
+		r.again += bytes
+		if bytes < budget/4 {
+			break
+		}
+	}
+	b, err := unix.Mmap(-1, 0, int(budget), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("mapping scratch memory: %w", err)
+	}
+	r.scratch = b
+	if err := unix.Madvise(b, unix.MADV_DONTFORK); err != nil {
+		return fmt.Errorf("scratch memory: %w", err)
+	}
+	// Populated now, so that the pause's copies take no faults.
+	unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+	return nil
+}
+
+func scratchBudget(areas []procfs.Mapping) uint64 {
+	var total uint64
+	for _, m := range areas {
+		total += m.End - m.Start
+	}
+	return min(max(total/16, scratchMin), scratchMax) &^ (image.PageSize - 1)
+}
+
+// handOver gives the shim the areas for the pause, and closes the image
+// file: the snapshot must not hold the precopy's descriptors.
+func (r *precopyRun) handOver() {
+	pc := &C.ckpt_precopy
+	areas, ok := r.p.Areas()
+	pc.n = 0
+	for i, m := range areas {
+		if !ok[i] || int(pc.n) == C.CK_MAX_PRECOPY {
+			continue
+		}
+		a := &pc.areas[pc.n]
+		a.start, a.end, a.state = C.uint64_t(m.Start), C.uint64_t(m.End), C.CK_PRECOPY_ASKED
+		perms := []byte("---p")
+		if m.Read {
+			perms[0] = 'r'
+		}
+		if m.Write {
+			perms[1] = 'w'
+		}
+		if m.Exec {
+			perms[2] = 'x'
+		}
+		for k := range perms {
+			a.perms[k] = C.char(perms[k])
+		}
+		r.asked = append(r.asked, i)
+		pc.n++
+	}
+	pc.scratch, pc.scratch_len = (*C.uint8_t)(unsafe.Pointer(&r.scratch[0])), C.uint64_t(len(r.scratch))
+	r.p.Close()
+}
+
+// tookOver stores, after the pause, what it copied of the areas it took.
+// With none taken, the precopy is dropped and the image written as without.
+func (r *precopyRun) tookOver() (*dump.Precopy, string, error) {
+	pc := &C.ckpt_precopy
+	defer func() { pc.n = 0 }()
+	t := &C.ckpt_track
+	regions := unsafe.Slice((*uapi.PageRegion)(unsafe.Pointer(t.regions)), t.cap)
+	var reasons [C.CK_PRECOPY_FAILED + 1]int
+	var took int
+	for k := 0; k < int(pc.n); k++ {
+		a := &pc.areas[k]
+		reasons[a.state]++
+		if a.state != C.CK_PRECOPY_TAKEN {
+			continue
+		}
+		var written []span.Span
+		var n uint64
+		for _, g := range regions[a.first : a.first+a.n] {
+			written = append(written, span.Span{Start: g.Start, End: g.End})
+			n += g.End - g.Start
+		}
+		if err := r.p.Took(r.asked[k], written, r.scratch[a.scratch_off:a.scratch_off+C.uint64_t(n)]); err != nil {
+			return nil, "", err
+		}
+		took++
+	}
+	r.unmapScratch()
+	if took == 0 {
+		r.p.Abort()
+		return nil, "", nil
+	}
+	how := fmt.Sprintf("%d of %d areas copied before the pause", took, pc.n)
+	names := []string{C.CK_PRECOPY_CHANGED: "changed", C.CK_PRECOPY_UNTRACKED: "untracked",
+		C.CK_PRECOPY_IN_USE: "in use", C.CK_PRECOPY_FULL: "too written", C.CK_PRECOPY_FAILED: "failed"}
+	for s, c := range reasons {
+		if c > 0 && s > C.CK_PRECOPY_TAKEN {
+			how += fmt.Sprintf(", %d %s", c, names[s])
+		}
+	}
+	return r.p, how, nil
+}
+
+func (r *precopyRun) unmapScratch() {
+	if r.scratch != nil {
+		unix.Munmap(r.scratch)
+		r.scratch = nil
+	}
+	C.ckpt_precopy.scratch, C.ckpt_precopy.scratch_len = nil, 0
+}
+
+// abort drops the precopy of a checkpoint that failed.
+func (r *precopyRun) abort() {
+	C.ckpt_precopy.n = 0
+	r.unmapScratch()
+	r.p.Abort()
+}
+
+// forget drops it in a process just restored: the scratch memory was left
+// out of the image, and the file is the original process's.
+func (r *precopyRun) forget() {
+	C.ckpt_precopy.n, C.ckpt_precopy.scratch, C.ckpt_precopy.scratch_len = 0, nil, 0
+	r.scratch = nil
+	r.p.Free()
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# precopy_test.sh LIBCKPT RESTART SCRIBBLE CHURN
+#
+# Copying memory before the pause (go/lib/precopy.go, cc_shim/precopy.c):
+#   - scribble, which rewrites 128 MiB page by page all the time and a 1 MiB
+#     area flat out, is checkpointed five times; each report says areas were
+#     copied before the pause; the last image restarts and the program's
+#     check of every word passes for five ticks;
+#   - the restored process copies before its pauses too, and its image
+#     restarts in turn;
+#   - with CKPT_PRECOPY=0 no report says so, and the image restarts;
+#   - churn, with CKPT_PRECOPY=all, unmaps, maps, moves and reprotects parts
+#     of its areas every tick, so pauses find areas changed and leave them
+#     to the fork: no checkpoint fails and the last image restarts with
+#     churn's checks passing;
+#   - a program with little memory (churn's 16 MiB) does not copy before the
+#     pause by default.
+set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
+lib=$(realpath "$1")
+restart=$(realpath "$2")
+scribble=$(realpath "$3")
+churn=$(realpath "$4")
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/precopy.XXXXXX")
+cd "$work"
+
+# checkpoints PID ERR N: N checkpoints of PID, each reported in ERR and
+# followed by two more ticks (ERR with .out for .err).
+checkpoints() {
+	local out=${2%.err}.out n
+	for _ in $(seq "$3"); do
+		n=$(count "ckpt: wrote" "$2")
+		kill -USR2 "$1"
+		wait_for at_least "ckpt: wrote" "$2" $((n + 1)) || fail "checkpoint $((n + 1)) of $1 was not reported"
+		wait_for at_least . "$out" $(($(count . "$out") + 2)) || fail "$1 stopped after checkpoint $((n + 1))"
+	done
+	if grep -v "^ckpt: wrote" "$2"; then fail "unexpected messages in $2"; fi
+}
+# restore NAME IMAGE: restart IMAGE and let it run 5 ticks with its checks.
+restore() {
+	"$restart" --pid-file "$1.pid" "$2" >"$1.out" 2>"$1.err" &
+	pids+=($!)
+	wait_for at_least . "$1.out" 5 || fail "$1: the restored program did not tick"
+	if grep -q "FAIL\|not version\|not round\|reads" "$1.out"; then fail "$1: the restored memory is wrong"; fi
+	wait_for test -s "$1.pid" || fail "$1: restart --pid-file wrote nothing"
+}
+# run NAME PROG ARGS...: start PROG under the library, wait for 3 ticks.
+run() {
+	local name=$1
+	shift
+	CKPT_DIR=$work LD_PRELOAD=$lib "$@" >"$name.out" 2>"$name.err" &
+	pid=$!
+	pids+=("$pid")
+	wait_for at_least . "$name.out" 3 || fail "$name did not start"
+}
+
+run orig "$scribble" 100 128 20
+checkpoints "$pid" orig.err 5
+[[ $(count "areas copied before the pause" orig.err) == 5 ]] || fail "not every checkpoint copied before the pause"
+kill -9 "$pid"
+restore first "$work/scribble.$pid.ckpt"
+rpid=$(cat first.pid)
+checkpoints "$rpid" first.err 2
+[[ $(count "areas copied before the pause" first.err) == 2 ]] || fail "the restored process did not copy before the pause"
+kill -9 "$rpid"
+restore second "$work/scribble.$pid.ckpt"
+kill -9 "$(cat second.pid)"
+
+CKPT_PRECOPY=0 run off "$scribble" 100 128 20
+checkpoints "$pid" off.err 2
+[[ $(count "copied before the pause" off.err) == 0 ]] || fail "CKPT_PRECOPY=0 copied before the pause"
+kill -9 "$pid"
+restore offrestored "$work/scribble.$pid.ckpt"
+kill -9 "$(cat offrestored.pid)"
+
+CKPT_PRECOPY=all run churn "$churn" 30
+checkpoints "$pid" churn.err 6
+at_least "areas copied before the pause" churn.err 1 || fail "churn never copied before the pause"
+kill -9 "$pid"
+restore churnrestored "$work/churn.$pid.ckpt"
+kill -9 "$(cat churnrestored.pid)"
+
+run small "$churn" 30
+checkpoints "$pid" small.err 1
+[[ $(count "copied before the pause" small.err) == 0 ]] || fail "16 MiB copied before the pause by default"
+echo PASS
