@@ -446,7 +446,9 @@ func (a *copiedArea) merge() {
 	a.pages, a.updates = all, a.updates[:0]
 }
 
-// runs returns the runs of the area's stored pages.
+// runs returns the runs of the area's stored pages, of at most chunkPages
+// pages like those of the snapshot child: a restart checks and loads a run
+// as a whole (`--lazy`: on the first fault in it).
 func (a *copiedArea) runs() []image.Run {
 	var runs []image.Run
 	for _, pg := range a.pages {
@@ -454,7 +456,7 @@ func (a *copiedArea) runs() []image.Run {
 			continue
 		}
 		if k := len(runs) - 1; k >= 0 {
-			if r := &runs[k]; r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off {
+			if r := &runs[k]; r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off && r.Pages < chunkPages {
 				r.Pages++
 				r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
 				continue

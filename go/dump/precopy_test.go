@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/ckpt/ckpt/go/image"
 )
 
 // TestMerge: a pass's copies replace the notes of the same pages and fill
@@ -34,6 +36,41 @@ func TestMerge(t *testing.T) {
 					t.Fatalf("round %d pass %d: page %d at %#x, want %#x", round, pass, p.page, p.off, want[p.page])
 				}
 			}
+		}
+	}
+}
+
+// TestRuns: stored pages that follow each other in the area and in the file
+// make one run, of at most chunkPages pages, whose CRC is that of its bytes.
+func TestRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	data := make([]byte, 600*image.PageSize)
+	for i := range data {
+		data[i] = byte(r.IntN(256))
+	}
+	a := &copiedArea{}
+	for pg := uint32(0); pg < 600; pg++ {
+		if pg == 300 {
+			continue // a page of zeros: no note
+		}
+		off := uint64(image.DataStart) + uint64(pg)*image.PageSize
+		if pg == 450 {
+			off += 1 << 30 // copied again later, elsewhere
+		}
+		b := data[int(pg)*image.PageSize : int(pg+1)*image.PageSize]
+		a.pages = append(a.pages, copiedPage{page: pg, crc: image.Checksum(b), off: off})
+	}
+	runs := a.runs()
+	want := [][2]uint64{{0, 256}, {256, 44}, {301, 149}, {450, 1}, {451, 149}}
+	if len(runs) != len(want) {
+		t.Fatalf("got %d runs %+v, want %v", len(runs), runs, want)
+	}
+	for k, run := range runs {
+		if run.Page != want[k][0] || run.Pages != want[k][1] {
+			t.Errorf("run %d covers %d+%d, want %d+%d", k, run.Page, run.Pages, want[k][0], want[k][1])
+		}
+		if crc := image.Checksum(data[run.Page*image.PageSize : (run.Page+run.Pages)*image.PageSize]); run.CRC != crc {
+			t.Errorf("run %d: CRC %#x, want %#x", k, run.CRC, crc)
 		}
 	}
 }
