@@ -124,6 +124,8 @@ func coordinate(fd int, cfg *config) {
 			waitLoaded()
 			restored = false
 		}
+		var woke unix.Timespec // the report's total counts from here
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &woke)
 		if cfg.track {
 			if err := writes.start(); err != nil {
 				logf(cfg, "ckpt: incremental checkpoints compare page hashes: no write tracking: %v\n", err)
@@ -154,7 +156,7 @@ func coordinate(fd int, cfg *config) {
 			}
 			restored = true
 		default:
-			checkpoint(child, cfg, compress, pre)
+			checkpoint(child, cfg, compress, pre, woke.Nano())
 		}
 		C.ckpt_finish()
 		if child > 0 {
@@ -175,7 +177,9 @@ func imagePath(cfg *config, pid int) string {
 	return filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, pid))
 }
 
-func checkpoint(child int, cfg *config, compress bool, pre *precopyRun) {
+// checkpoint writes the image of the snapshot child; the request came at
+// start (CLOCK_MONOTONIC ns).
+func checkpoint(child int, cfg *config, compress bool, pre *precopyRun, start int64) {
 	defer reap(child)
 	var precopied *dump.Precopy
 	var how string
@@ -265,7 +269,7 @@ func checkpoint(child int, cfg *config, compress bool, pre *precopyRun) {
 	}
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
-	ms := float64(now.Nano()-st.captureNS) / 1e6
+	ms := float64(now.Nano()-start) / 1e6
 	pause := float64(st.pauseNS) / 1e6
 	if how != "" {
 		how = ", " + how

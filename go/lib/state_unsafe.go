@@ -15,12 +15,11 @@ import (
 
 // captured is what the handler stored in struct ck_state, in image terms.
 type captured struct {
-	captureNS int64
-	process   image.Process
-	threads   []image.Thread
-	files     []image.File // FD, flags and offset only
-	dropped   int          // descriptors beyond CK_MAX_FDS
-	pauseNS   int64        // from the freeze to the snapshot child's birth
+	process image.Process
+	threads []image.Thread
+	files   []image.File // FD, flags and offset only
+	dropped int          // descriptors beyond CK_MAX_FDS
+	pauseNS int64        // from the freeze to the snapshot child's birth
 }
 
 // readState copies struct ck_state out of the snapshot child.  The parent's
@@ -41,7 +40,7 @@ func readState(child int) (*captured, error) {
 	if n != len(buf) {
 		return nil, fmt.Errorf("short read of %d bytes", n)
 	}
-	c := &captured{captureNS: int64(st.capture_ns)}
+	c := &captured{}
 	p := &c.process
 	p.PID = int32(st.pid)
 	p.Signal = int32(st.signo)
