@@ -258,7 +258,7 @@ const (
 // again: the pause users see from the second checkpoint on.
 func checkpoint(root, work, size, mode string, then second, env ...string) (checkpointed, error) {
 	var ck checkpointed
-	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), "1000", size, mode, "mark")
+	prog := exec.Command(filepath.Join(root, "tests/progs/bigheap"), tickMS(size), size, mode, "mark")
 	prog.Env = append(append(os.Environ(), "LD_PRELOAD="+filepath.Join(root, "libckpt.so"), "CKPT_DIR="+work), env...)
 	out, _ := prog.StdoutPipe()
 	errs, _ := prog.StderrPipe()
@@ -445,10 +445,19 @@ func lazyTime(root, image string) (time.Duration, error) {
 }
 
 // asleep waits, after the program printed a tick, until it surely sleeps
-// (ticks are a second apart): checkpointed there, a restored program's
-// first line is "wake".  Checkpointed between its tick and its sleep, it
-// would sleep a whole tick first (restartTime refuses that).
+// (see tickMS): checkpointed there, a restored program's first line is
+// "wake".  Checkpointed between its tick and its sleep, it would sleep a
+// whole tick first (restartTime refuses that).
 func asleep() { time.Sleep(50 * time.Millisecond) }
+
+// tickMS is bigheap's tick for size MiB: long enough for the library to
+// copy the memory before the pause (go/lib/precopy.go; up to 3 s for
+// 2 GiB here) while the program sleeps after its tick, so that the snapshot
+// finds it asleep, not in the next tick's pass over all of its memory.
+func tickMS(size string) string {
+	mib, _ := strconv.Atoi(size)
+	return strconv.Itoa(max(1000, 3*mib))
+}
 
 // ticked reads the program's first tick.
 func ticked(r *bufio.Reader) error {
