@@ -39,3 +39,26 @@ at_least() { (($(count "$1" "$2") >= $3)); }
 
 # image_in FILE: the last image the library reported writing in FILE.
 image_in() { sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' "$1" | tail -n 1; }
+
+# checkpoints PID ERR N: N checkpoints of PID, each reported in ERR and
+# followed by two more ticks of its output (ERR with .out for .err).
+checkpoints() {
+	local out=${2%.err}.out n
+	for _ in $(seq "$3"); do
+		n=$(count "ckpt: wrote" "$2")
+		kill -USR2 "$1"
+		wait_for at_least "ckpt: wrote" "$2" $((n + 1)) || fail "checkpoint $((n + 1)) of $1 was not reported"
+		wait_for at_least . "$out" $(($(count . "$out") + 2)) || fail "$1 stopped after checkpoint $((n + 1))"
+	done
+}
+
+# restore_checked NAME IMAGE: restart IMAGE with $restart, let it run 5
+# ticks with its own checks (which print FAIL or what reads wrong), and
+# leave its PID in NAME.pid.
+restore_checked() {
+	"$restart" --pid-file "$1.pid" "$2" >"$1.out" 2>"$1.err" &
+	pids+=($!)
+	wait_for at_least . "$1.out" 5 || fail "$1: the restored program did not tick"
+	if grep -q "FAIL\|not version\|not round\|reads" "$1.out"; then fail "$1: the restored memory is wrong"; fi
+	wait_for test -s "$1.pid" || fail "$1: restart --pid-file wrote nothing"
+}

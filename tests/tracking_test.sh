@@ -29,17 +29,6 @@ churn=$(realpath "$3")
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/tracking.XXXXXX")
 cd "$work"
 
-# checkpoints PID ERR N: N checkpoints of PID, each reported in ERR and
-# followed by two more ticks of OUT (ERR with .out for .err).
-checkpoints() {
-	local out=${2%.err}.out n
-	for _ in $(seq "$3"); do
-		n=$(count "ckpt: wrote" "$2")
-		kill -USR2 "$1"
-		wait_for at_least "ckpt: wrote" "$2" $((n + 1)) || fail "checkpoint $((n + 1)) of $1 was not reported"
-		wait_for at_least . "$out" $(($(count . "$out") + 2)) || fail "$1 stopped after checkpoint $((n + 1))"
-	done
-}
 # tracked ERR N: ERR reports no miss, N incremental images, each of which
 # took pages without reading them.
 tracked() {
@@ -47,14 +36,6 @@ tracked() {
 	[[ $(count " incremental, " "$1") == "$2" ]] || fail "want $2 incremental images in $1"
 	[[ $(count "unwritten not read" "$1") == "$2" ]] || fail "not every incremental image used the kernel's tracking"
 	if grep -v "^ckpt: wrote" "$1"; then fail "unexpected messages in $1"; fi
-}
-# restore NAME IMAGE: restart IMAGE and let it run 5 ticks with its checks.
-restore() {
-	"$restart" --pid-file "$1.pid" "$2" >"$1.out" 2>"$1.err" &
-	pids+=($!)
-	wait_for at_least . "$1.out" 5 || fail "$1: the restored program did not tick"
-	if grep -q "FAIL\|not version\|reads" "$1.out"; then fail "$1: the restored memory is wrong"; fi
-	wait_for test -s "$1.pid" || fail "$1: restart --pid-file wrote nothing"
 }
 
 CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 >orig.out 2>orig.err &
@@ -68,12 +49,12 @@ kill -9 "$pid"
 { wait "$pid"; } 2>/dev/null || true
 image=$work/churn.$pid.ckpt
 
-restore first "$image"
+restore_checked first "$image"
 rpid=$(cat first.pid)
 checkpoints "$rpid" first.err 3
 tracked first.err 2
 kill -9 "$rpid"
-restore second "$image"
+restore_checked second "$image"
 kill -9 "$(cat second.pid)"
 
 # A report buffer for 2 stretches: churn writes hundreds per tick.
@@ -110,7 +91,7 @@ after=$(grep "ckpt: wrote" failing.err | sed -n 3p)
 grep "ckpt: wrote" failing.err | sed -n 4p | grep -q "unwritten not read" || fail "the tracking did not come back after a failed checkpoint"
 kill -9 "$pid"
 { wait "$pid"; } 2>/dev/null || true
-restore failed "$work/failing/churn.$pid.ckpt"
+restore_checked failed "$work/failing/churn.$pid.ckpt"
 kill -9 "$(cat failed.pid)"
 
 CKPT_INCREMENTAL=20 CKPT_TRACK_WRITES=check CKPT_DIR=$work LD_PRELOAD=$lib "$churn" 30 aio >aio.out 2>aio.err &
