@@ -582,3 +582,41 @@ func TestChecksumAppendPage(t *testing.T) {
 		t.Errorf("two zero pages: got %#x, want %#x", got, want)
 	}
 }
+
+// TestDataReversed: one page per run, stored last page first: as many
+// stretches in file order as runs (checkOverlap sorts them).
+func TestDataReversed(t *testing.T) {
+	im := &Image{
+		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
+		Threads: []Thread{{TID: 42}},
+		Areas:   []Area{{Start: 0x100000, End: 0x200000, Prot: ProtRead | ProtWrite}},
+	}
+	f := &memFile{}
+	w := NewWriter(f)
+	const n = 100
+	runs := make([]Run, n)
+	for i := n - 1; i >= 0; i-- {
+		r, err := w.WritePages(bytes.Repeat([]byte{byte(i + 1)}, PageSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Page = uint64(i)
+		runs[i] = r
+	}
+	im.Areas[0].Runs = runs
+	meta, err := w.Finish(im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, h, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
+		t.Errorf("VerifyData: %v", err)
+	}
+	got.Areas[0].Runs[7].FileOff = got.Areas[0].Runs[3].FileOff
+	if err := got.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v (%d bytes)", err, ErrCorrupt, meta)
+	}
+}
