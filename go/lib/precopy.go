@@ -64,7 +64,6 @@ type precopyRun struct {
 	p       *dump.Precopy
 	asked   []int  // the precopy's area for each area handed to the shim
 	scratch []byte // the pause's copies: populated, left out of forks
-	again   uint64 // bytes copied again in step 2
 }
 
 // startPrecopy runs steps 1 and 2 for an image at path and hands the areas
@@ -205,7 +204,6 @@ func (r *precopyRun) copy() error {
 		if err := r.p.CopyAgain(written); err != nil {
 			return err
 		}
-		r.again += bytes
 		if bytes < budget/4 {
 			break
 		}
