@@ -671,20 +671,33 @@ func (im *Image) checkRuns(runs []Run, pages uint64, dataEnd uint64) error {
 // order are checked as they come, without a copy of the runs (a 2 GiB
 // image may have 262,000).  Otherwise the runs fall into a few stretches in
 // file order (a checkpoint that copied memory before its pause stores that
-// first, the rest after, and pages copied late at the end), which are
-// merged as they are; only many stretches are copied and sorted.
+// first, the rest after, and pages copied late at the end): if their
+// ranges do not interleave, that is all; otherwise they are merged as they
+// are, and only many stretches are copied and sorted.
 func (im *Image) checkOverlap() error {
-	var heads []runPos // where each stretch in file order starts
-	var left []int     // how many runs each has
+	var heads []runPos     // where each stretch in file order starts
+	var left []int         // how many runs each has
+	var bounds [][2]uint64 // the file range each spans
 	end := uint64(0)
 	im.eachOwnRun(func(r Run, p runPos) {
 		if len(heads) == 0 || r.FileOff < end {
-			heads, left = append(heads, p), append(left, 0)
+			heads, left, bounds = append(heads, p), append(left, 0), append(bounds, [2]uint64{r.FileOff, 0})
 		}
-		left[len(left)-1]++
 		end = r.FileOff + r.Len()
+		left[len(left)-1]++
+		bounds[len(bounds)-1][1] = end
 	})
 	if len(heads) <= 1 {
+		return nil
+	}
+	// Usually the stretches do not even interleave.
+	byStart := slices.Clone(bounds)
+	slices.SortFunc(byStart, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	apart := true
+	for i := 1; i < len(byStart); i++ {
+		apart = apart && byStart[i][0] >= byStart[i-1][1]
+	}
+	if apart {
 		return nil
 	}
 	var prev Run
@@ -708,21 +721,26 @@ func (im *Image) checkOverlap() error {
 		}
 		return nil
 	}
+	cur := make([]Run, len(heads))
+	for s := range heads {
+		cur[s] = heads[s].run(im)
+	}
 	for {
 		k := -1
 		for s := range heads {
-			if left[s] > 0 && (k < 0 || heads[s].run(im).FileOff < heads[k].run(im).FileOff) {
+			if left[s] > 0 && (k < 0 || cur[s].FileOff < cur[k].FileOff) {
 				k = s
 			}
 		}
 		if k < 0 {
 			return nil
 		}
-		if err := check(heads[k].run(im), heads[k]); err != nil {
+		if err := check(cur[k], heads[k]); err != nil {
 			return err
 		}
 		if left[k]--; left[k] > 0 {
 			heads[k] = im.nextOwn(heads[k])
+			cur[k] = heads[k].run(im)
 		}
 	}
 }

@@ -620,3 +620,39 @@ func TestDataReversed(t *testing.T) {
 		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v (%d bytes)", err, ErrCorrupt, meta)
 	}
 }
+
+// TestDataInterleaved: two stretches of data in file order whose ranges
+// interleave without sharing a page are accepted; made to share one, not.
+func TestDataInterleaved(t *testing.T) {
+	im := &Image{
+		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
+		Threads: []Thread{{TID: 42}},
+		Areas:   []Area{{Start: 0x100000, End: 0x200000, Prot: ProtRead | ProtWrite}},
+	}
+	f := &memFile{}
+	w := NewWriter(f)
+	var runs [4]Run
+	for _, pg := range []int{0, 2, 1, 3} { // file order
+		r, err := w.WritePages(bytes.Repeat([]byte{byte(pg + 1)}, PageSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Page = uint64(pg) * 2 // not adjacent: one run each
+		runs[pg] = r
+	}
+	im.Areas[0].Runs = runs[:]
+	if _, err := w.Finish(im); err != nil {
+		t.Fatal(err)
+	}
+	got, h, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
+		t.Errorf("VerifyData: %v", err)
+	}
+	got.Areas[0].Runs[3].FileOff = got.Areas[0].Runs[1].FileOff
+	if err := got.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v", err, ErrCorrupt)
+	}
+}
