@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -394,6 +395,9 @@ func checkHost(im *image.Image) error {
 func Run(path string, o *Options) (int, error) {
 	relay := relaySignals()
 	defer relay.close()
+	if !o.Lazy {
+		relay.caught()
+	}
 	im, fd, chain, closeChain, err := loadToRun(path, o)
 	if err != nil {
 		return 0, err
@@ -519,8 +523,13 @@ func Run(path string, o *Options) (int, error) {
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
 	}
 	kept, sigs := relay.handOver()
-	for _, sig := range kept {
+	var stubTakes sync.Once
+	forward := func(sig os.Signal) {
+		stubTakes.Do(func() { waitSignalTaken(proc.Pid, sig.(syscall.Signal)) })
 		proc.Signal(sig)
+	}
+	for _, sig := range kept {
+		forward(sig)
 	}
 	if lz != nil {
 		lz.setKill(func() { proc.Kill() }) // the namespace's init: everything in it dies
@@ -547,7 +556,7 @@ func Run(path string, o *Options) (int, error) {
 					continue
 				}
 			}
-			proc.Signal(sig)
+			forward(sig)
 		case st := <-done:
 			if lz != nil {
 				if err := lz.wait(); err != nil {
@@ -566,6 +575,31 @@ func Run(path string, o *Options) (int, error) {
 }
 
 // leaderPID finds the restored program: the only child of the stub's init.
+// waitSignalTaken waits until the stub, the new PID namespace's init,
+// blocks or catches sig, as it does from its first instruction on: until
+// then the kernel drops sig sent to it (an init's signals with the
+// default action are ignored), and a checkpoint request kept for the
+// program would be lost.  It gives up after two seconds.
+func waitSignalTaken(pid int, sig syscall.Signal) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	for i := 0; i < 2000; i++ {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, key := range []string{"SigBlk:", "SigCgt:"} {
+				if v, ok := strings.CutPrefix(line, key); ok {
+					if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&(1<<(sig-1)) != 0 {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func leaderPID(initPID int) (int, error) {
 	path := fmt.Sprintf("/proc/%d/task/%d/children", initPID, initPID)
 	for i := 0; i < 500; i++ {
