@@ -110,7 +110,7 @@ func precopyAreas(all bool) []procfs.Mapping {
 	for _, s := range smapsAreas(text) {
 		m := s.Mapping
 		if !trackable(m) || m.Inode != 0 || !m.Read || (!all && s.rss < precopyArea) ||
-			m.Start < own.End && own.Start < m.End {
+			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) {
 			continue
 		}
 		candidates = append(candidates, m)
@@ -134,6 +134,21 @@ func precopyAreas(all bool) []procfs.Mapping {
 		areas = append(areas, m)
 	}
 	return areas
+}
+
+// churned lists the areas a pause found changed, untracked or too
+// written: the program keeps remapping or rewriting them, and each copy
+// made before the pause would stay in the image unused, as large as the
+// area.  They are forked from then on.
+var churned []span.Span
+
+func overlapsAny(l []span.Span, start, end uint64) bool {
+	for _, sp := range l {
+		if sp.Start < end && start < sp.End {
+			return true
+		}
+	}
+	return false
 }
 
 // smapsArea is a mapping and its resident memory.
@@ -273,6 +288,10 @@ func (r *precopyRun) tookOver() (*dump.Precopy, string, error) {
 	for k := 0; k < int(pc.n); k++ {
 		a := &pc.areas[k]
 		reasons[a.state]++
+		switch a.state {
+		case C.CK_PRECOPY_CHANGED, C.CK_PRECOPY_UNTRACKED, C.CK_PRECOPY_FULL:
+			churned = append(churned, span.Span{Start: uint64(a.start), End: uint64(a.end)})
+		}
 		if a.state != C.CK_PRECOPY_TAKEN {
 			continue
 		}
