@@ -583,9 +583,11 @@ func TestChecksumAppendPage(t *testing.T) {
 	}
 }
 
-// TestDataReversed: one page per run, stored last page first: as many
-// stretches in file order as runs (checkOverlap sorts them).
-func TestDataReversed(t *testing.T) {
+// oneRunPerPage writes an image of one area with a one-page run for each
+// i of order, in that order in the file: run i, page pageOf(i), holds
+// bytes i+1.  It reads the image back and checks its data.
+func oneRunPerPage(t *testing.T, order []int, pageOf func(int) uint64) (*Image, *Header) {
+	t.Helper()
 	im := &Image{
 		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
 		Threads: []Thread{{TID: 42}},
@@ -593,54 +595,16 @@ func TestDataReversed(t *testing.T) {
 	}
 	f := &memFile{}
 	w := NewWriter(f)
-	const n = 100
-	runs := make([]Run, n)
-	for i := n - 1; i >= 0; i-- {
+	runs := make([]Run, len(order))
+	for _, i := range order {
 		r, err := w.WritePages(bytes.Repeat([]byte{byte(i + 1)}, PageSize))
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.Page = uint64(i)
+		r.Page = pageOf(i)
 		runs[i] = r
 	}
 	im.Areas[0].Runs = runs
-	meta, err := w.Finish(im)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, h, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
-	if err != nil {
-		t.Fatalf("Read: %v", err)
-	}
-	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
-		t.Errorf("VerifyData: %v", err)
-	}
-	got.Areas[0].Runs[7].FileOff = got.Areas[0].Runs[3].FileOff
-	if err := got.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v (%d bytes)", err, ErrCorrupt, meta)
-	}
-}
-
-// TestDataInterleaved: two stretches of data in file order whose ranges
-// interleave without sharing a page are accepted; made to share one, not.
-func TestDataInterleaved(t *testing.T) {
-	im := &Image{
-		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
-		Threads: []Thread{{TID: 42}},
-		Areas:   []Area{{Start: 0x100000, End: 0x200000, Prot: ProtRead | ProtWrite}},
-	}
-	f := &memFile{}
-	w := NewWriter(f)
-	var runs [4]Run
-	for _, pg := range []int{0, 2, 1, 3} { // file order
-		r, err := w.WritePages(bytes.Repeat([]byte{byte(pg + 1)}, PageSize))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Page = uint64(pg) * 2 // not adjacent: one run each
-		runs[pg] = r
-	}
-	im.Areas[0].Runs = runs[:]
 	if _, err := w.Finish(im); err != nil {
 		t.Fatal(err)
 	}
@@ -651,8 +615,30 @@ func TestDataInterleaved(t *testing.T) {
 	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
 		t.Errorf("VerifyData: %v", err)
 	}
-	got.Areas[0].Runs[3].FileOff = got.Areas[0].Runs[1].FileOff
-	if err := got.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
+	return got, h
+}
+
+// TestDataReversed: one page per run, stored last page first: as many
+// stretches in file order as runs (checkOverlap sorts them).
+func TestDataReversed(t *testing.T) {
+	order := make([]int, 100)
+	for i := range order {
+		order[i] = len(order) - 1 - i
+	}
+	im, h := oneRunPerPage(t, order, func(i int) uint64 { return uint64(i) })
+	im.Areas[0].Runs[7].FileOff = im.Areas[0].Runs[3].FileOff
+	if err := im.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v", err, ErrCorrupt)
+	}
+}
+
+// TestDataInterleaved: two stretches of data in file order whose ranges
+// interleave without sharing a page are accepted; made to share one, not.
+func TestDataInterleaved(t *testing.T) {
+	// Not adjacent pages: one run each.
+	im, h := oneRunPerPage(t, []int{0, 2, 1, 3}, func(i int) uint64 { return uint64(i) * 2 })
+	im.Areas[0].Runs[3].FileOff = im.Areas[0].Runs[1].FileOff
+	if err := im.Validate(h.MetaOff); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v", err, ErrCorrupt)
 	}
 }
