@@ -83,28 +83,23 @@ const chunkPages = 256
 // r.Path, syncs it and renames it into place, so r.Path only ever holds a
 // complete image and a failure leaves the previous image untouched.
 func Write(r *Request) (res Result, err error) {
-	dir, base := filepath.Split(r.Path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, r.Child))
+	dir := filepath.Dir(r.Path)
+	var tmp string
 	var fd int
 	if r.Precopy != nil {
+		// The file the precopy began.
 		tmp = r.Precopy.tmp
-		if err := r.Precopy.Close(); err != nil {
+		if err = r.Precopy.Close(); err == nil {
+			if fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+				err = fmt.Errorf("opening %q again: %w", tmp, err)
+			}
+		}
+		if err != nil {
 			unix.Unlink(tmp)
 			return res, err
 		}
-		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	} else {
-		removeStale(dir, "."+base+".tmp")
-		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	}
-	if err != nil {
-		if r.Precopy != nil {
-			unix.Unlink(tmp)
-		}
-		return res, fmt.Errorf("creating %q: %w", tmp, err)
+	} else if tmp, fd, err = createTemp(r.Path, r.Child); err != nil {
+		return res, err
 	}
 	defer func() {
 		if fd >= 0 {
@@ -137,27 +132,43 @@ func Write(r *Request) (res Result, err error) {
 	return res, nil
 }
 
-// removeStale deletes temporary files that earlier checkpoints to the same
-// image left when they were killed half-way (only one checkpoint of a
-// process runs at a time, so none of them is being written).
-func removeStale(dir, prefix string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
+// createTemp creates the hidden temporary file an image for path is written
+// to before it is renamed, named after id, once it removed those that
+// earlier checkpoints to the same image left when they were killed half-way
+// (only one checkpoint of a process runs at a time, so none of them is
+// being written).
+func createTemp(path string, id int) (string, int, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
 	}
-	defer unix.Close(fd)
+	prefix := "." + base + ".tmp"
+	if dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		for _, name := range dirNames(dfd) {
+			if strings.HasPrefix(name, prefix) {
+				unix.Unlinkat(dfd, name, 0)
+			}
+		}
+		unix.Close(dfd)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf("%s%d", prefix, id))
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return "", -1, fmt.Errorf("creating %q: %w", tmp, err)
+	}
+	return tmp, fd, nil
+}
+
+// dirNames lists the directory open at fd, with raw system calls.
+func dirNames(fd int) []string {
+	var names []string
 	buf := make([]byte, 8192)
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err != nil || n <= 0 {
-			return
+			return names
 		}
-		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
-		for _, name := range names {
-			if strings.HasPrefix(name, prefix) {
-				unix.Unlinkat(fd, name, 0)
-			}
-		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 }
 

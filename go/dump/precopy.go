@@ -5,9 +5,9 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
@@ -35,16 +35,16 @@ import (
 // (format 4), as it allows the unused copies that areas left to the
 // snapshot child leave behind.
 type Precopy struct {
-	path, tmp string
-	fd        int
-	out       *asyncFile
-	off       uint64 // where the next page data goes
-	mem       int
-	pagemap   int
-	areas     []*copiedArea
-	zero      []byte
-	entries   []byte
-	fresh     []int // store's, kept: what is allocated now is in the snapshot
+	tmp     string
+	fd      int
+	out     *asyncFile
+	off     uint64 // where the next page data goes
+	mem     int
+	pagemap int
+	areas   []*copiedArea
+	zero    []byte
+	entries []byte
+	fresh   []int // store's, kept: what is allocated now is in the snapshot
 }
 
 // copiedArea is one area and where each of its stored pages is, in order.
@@ -71,21 +71,15 @@ func StartPrecopy(path string, maps []procfs.Mapping) (_ *Precopy, err error) {
 	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	p := &Precopy{path: path, tmp: filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, unix.Getpid())),
-		fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
+	p := &Precopy{fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
 		off: image.DataStart}
 	defer func() {
 		if err != nil {
 			p.Abort()
 		}
 	}()
-	removeStale(dir, "."+base+".tmp")
-	if p.fd, err = unix.Open(p.tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600); err != nil {
-		return nil, fmt.Errorf("creating %q: %w", p.tmp, err)
+	if p.tmp, p.fd, err = createTemp(path, unix.Getpid()); err != nil {
+		return nil, err
 	}
 	if p.mem, err = unix.Open("/proc/self/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, err
@@ -107,26 +101,18 @@ func StartPrecopy(path string, maps []procfs.Mapping) (_ *Precopy, err error) {
 
 // openFiles lists this process's descriptors, for noFaultWriter.
 func openFiles() []image.File {
-	var files []image.File
 	fd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, 8192)
-	for {
-		n, err := unix.Getdents(fd, buf)
-		if err != nil || n <= 0 {
-			return files
-		}
-		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
-		for _, name := range names {
-			var v int32
-			if _, err := fmt.Sscan(name, &v); err == nil {
-				files = append(files, image.File{FD: v})
-			}
+	var files []image.File
+	for _, name := range dirNames(fd) {
+		if v, err := strconv.ParseInt(name, 10, 32); err == nil {
+			files = append(files, image.File{FD: int32(v)})
 		}
 	}
+	return files
 }
 
 // Areas returns the areas being copied; ok[i] is false for one that could
@@ -137,10 +123,6 @@ func (p *Precopy) Areas() (ms []procfs.Mapping, ok []bool) {
 	}
 	return ms, ok
 }
-
-// Bytes returns how many bytes of page data the file holds so far, the
-// unused older copies included.
-func (p *Precopy) Bytes() uint64 { return p.off - image.DataStart }
 
 // Copy copies every page of the areas that is in memory or swap.
 func (p *Precopy) Copy() error {
@@ -488,3 +470,9 @@ func (p *Precopy) taken() ([]image.Area, error) {
 }
 
 func pagesOf(m procfs.Mapping) uint64 { return (m.End - m.Start) / image.PageSize }
+
+// Perms is m's protection as /proc/PID/maps shows it ("rw-p").
+func Perms(m procfs.Mapping) string {
+	a, _ := areaOf(m)
+	return a.PermString()
+}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-
 	"github.com/ckpt/ckpt/go/procfs"
 	"golang.org/x/sys/unix"
 )
@@ -25,13 +23,9 @@ func waitLoaded() {
 // loading reports whether any mapping in smaps is registered for missing
 // pages with a userfaultfd.
 func loading(smaps []byte) bool {
-	for _, line := range bytes.Split(smaps, []byte("\n")) {
-		if rest, ok := bytes.CutPrefix(line, []byte("VmFlags:")); ok {
-			for _, f := range bytes.Fields(rest) {
-				if string(f) == "um" {
-					return true
-				}
-			}
+	for _, s := range smapsAreas(smaps) {
+		if s.has("um") {
+			return true
 		}
 	}
 	return false

@@ -6,10 +6,7 @@ package main
 import "C"
 
 import (
-	"bytes"
 	"fmt"
-	"strconv"
-	"strings"
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/dump"
@@ -109,7 +106,9 @@ func precopyAreas(all bool) []procfs.Mapping {
 	var resident uint64
 	for _, s := range smapsAreas(text) {
 		m := s.Mapping
-		if !trackable(m) || m.Inode != 0 || !m.Read || (!all && s.rss < precopyArea) ||
+		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
+		// marks are taken off again after the fork, theirs would go too.
+		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!all && s.rss < precopyArea) ||
 			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) {
 			continue
 		}
@@ -151,50 +150,6 @@ func overlapsAny(l []span.Span, start, end uint64) bool {
 	return false
 }
 
-// smapsArea is a mapping and its resident memory.
-type smapsArea struct {
-	procfs.Mapping
-	rss uint64
-}
-
-// smapsAreas returns the mappings of /proc/self/smaps that the program did
-// not mark MADV_DONTFORK: the pause's marks are taken off again after the
-// fork, which would take the program's own with them.
-func smapsAreas(text []byte) []smapsArea {
-	var areas []smapsArea
-	var cur []procfs.Mapping
-	var rss uint64
-	for len(text) > 0 {
-		line := text
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			line, text = text[:i], text[i+1:]
-		} else {
-			text = nil
-		}
-		if flags, ok := bytes.CutPrefix(line, []byte("VmFlags:")); ok {
-			if len(cur) == 1 && !strings.Contains(" "+string(flags)+" ", " dc ") {
-				areas = append(areas, smapsArea{cur[0], rss})
-			}
-			cur, rss = nil, 0
-			continue
-		}
-		if kb, ok := bytes.CutPrefix(line, []byte("Rss:")); ok {
-			kb = bytes.TrimSpace(bytes.TrimSuffix(kb, []byte("kB")))
-			if n, err := strconv.ParseUint(string(kb), 10, 64); err == nil {
-				rss = n << 10
-			}
-			continue
-		}
-		if sp := bytes.IndexByte(line, ' '); sp < 0 || bytes.IndexByte(line[:sp], '-') < 0 || line[sp-1] == ':' {
-			continue // one of the area's counts
-		}
-		if ms, err := procfs.ParseMaps(line); err == nil {
-			cur = ms
-		}
-	}
-	return areas
-}
-
 // copy runs steps 1 and 2.
 func (r *precopyRun) copy() error {
 	if err := r.p.Copy(); err != nil {
@@ -205,7 +160,7 @@ func (r *precopyRun) copy() error {
 	pm := int(C.ckpt_track.pagemap)
 	for pass := 0; pass < precopyPasses; pass++ {
 		var written []span.Span
-		var bytes uint64
+		var n uint64 // bytes written since the last pass
 		for _, m := range areas {
 			regions, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, true)
 			if err != nil {
@@ -213,13 +168,13 @@ func (r *precopyRun) copy() error {
 			}
 			for _, g := range regions {
 				written = append(written, span.Span{Start: g.Start, End: g.End})
-				bytes += g.End - g.Start
+				n += g.End - g.Start
 			}
 		}
 		if err := r.p.CopyAgain(written); err != nil {
 			return err
 		}
-		if bytes < budget/4 {
+		if n < budget/4 {
 			break
 		}
 	}
@@ -256,18 +211,8 @@ func (r *precopyRun) handOver() {
 		}
 		a := &pc.areas[pc.n]
 		a.start, a.end, a.state = C.uint64_t(m.Start), C.uint64_t(m.End), C.CK_PRECOPY_ASKED
-		perms := []byte("---p")
-		if m.Read {
-			perms[0] = 'r'
-		}
-		if m.Write {
-			perms[1] = 'w'
-		}
-		if m.Exec {
-			perms[2] = 'x'
-		}
-		for k := range perms {
-			a.perms[k] = C.char(perms[k])
+		for k, c := range []byte(dump.Perms(m)) {
+			a.perms[k] = C.char(c)
 		}
 		r.asked = append(r.asked, i)
 		pc.n++
