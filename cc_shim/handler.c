@@ -250,11 +250,14 @@ int ckpt_snapshot(void)
 		return 0;
 	}
 	/* Before the fork: a write between the fork and the scan would be
-	 * in no image and yet look unwritten at the next checkpoint. */
-	if (ckpt_track.pagemap >= 0 && ckpt_track.scan)
-		ck_track_scan();
+	 * in no image and yet look unwritten at the next checkpoint.  The
+	 * precopy's areas first: their written pages are the first regions
+	 * of the report, and the scan of all memory adds what is left. */
+	ckpt_track.n = 0;
 	if (ckpt_precopy.n > 0)
 		ck_precopy_freeze();
+	if (ckpt_track.pagemap >= 0 && ckpt_track.scan)
+		ck_track_scan();
 	rc = (int)syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
 	if (rc == 0)
 		ck_snapshot_child(pid);

@@ -175,7 +175,7 @@ static int ck_take_written(struct ck_precopy_area *a, uint64_t *used, uint64_t *
 void ck_precopy_freeze(void)
 {
 	struct ck_precopy *pc = &ckpt_precopy;
-	uint64_t here = (uint64_t)&pc, used = 0, copied = 0;
+	uint64_t here = (uint64_t)&pc, used = ckpt_track.n, copied = 0;
 	uint32_t i;
 
 	ck_mark_changed(ck_read_maps());
@@ -203,6 +203,7 @@ void ck_precopy_freeze(void)
 			a->state = CK_PRECOPY_FAILED;
 		}
 	}
+	ckpt_track.n = used; /* the scan of all memory adds its regions */
 }
 
 /* ck_precopy_thaw gives the areas taken back to later forks, the

@@ -32,8 +32,8 @@ void ck_track_scan(void)
 	uint64_t start = 0;
 
 	/* Written before the walk, so that this page is reported written
-	 * and saved as it is at the fork, with the counts written below. */
-	t->n = 0;
+	 * and saved as it is at the fork, with the counts written below.
+	 * The regions go after the precopy's (precopy.c). */
 	t->err = 0;
 	/* One region per stretch of written pages; when the buffer is full
 	 * the kernel stops at walk_end, having protected only what it

@@ -9,6 +9,13 @@
 #   - the restored process copies before its pauses too, and its image
 #     restarts in turn;
 #   - with CKPT_PRECOPY=0 no report says so, and the image restarts;
+#   - incremental checkpoints (CKPT_INCREMENTAL=4) of scribble copy before
+#     the pause too, the first the whole areas, the next three only what
+#     the kernel saw written since the image before; the newest restarts
+#     with the checks passing, and the restored process does the same;
+#   - churn, with CKPT_PRECOPY=all, CKPT_INCREMENTAL=4 and
+#     CKPT_TRACK_WRITES=check: incremental images copied before the pause
+#     while areas change shape; no miss, and the newest restarts;
 #   - churn, with CKPT_PRECOPY=all, unmaps, maps, moves and reprotects parts
 #     of its areas every tick, so pauses find areas changed and leave them
 #     to the fork: no checkpoint fails and the last image restarts with
@@ -57,6 +64,32 @@ quiet off.err
 kill -9 "$pid"
 restore_checked offrestored "$work/scribble.$pid.ckpt"
 kill -9 "$(cat offrestored.pid)"
+
+CKPT_INCREMENTAL=4 run inc "$scribble" 100 128 20
+checkpoints "$pid" inc.err 4
+quiet inc.err
+[[ $(count "areas copied before the pause" inc.err) == 4 ]] || fail "not every incremental checkpoint copied before the pause"
+[[ $(count " incremental, " inc.err) == 3 ]] || fail "want 3 incremental images in inc.err"
+kill -9 "$pid"
+restore_checked increstored "$work/scribble.$pid.ckpt"
+rpid=$(cat increstored.pid)
+checkpoints "$rpid" increstored.err 2
+quiet increstored.err
+[[ $(count "areas copied before the pause" increstored.err) == 2 ]] || fail "the restored process did not copy before the pause"
+[[ $(count " incremental, " increstored.err) == 1 ]] || fail "the restored process wrote no incremental image"
+kill -9 "$rpid"
+restore_checked incsecond "$work/scribble.$pid.ckpt"
+kill -9 "$(cat incsecond.pid)"
+
+CKPT_PRECOPY=all CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check run incchurn "$churn" 30
+checkpoints "$pid" incchurn.err 4
+quiet incchurn.err
+[[ $(count " incremental, " incchurn.err) == 3 ]] || fail "want 3 incremental images in incchurn.err"
+[[ $(grep " incremental, " incchurn.err | grep -c "areas copied before the pause") -ge 1 ]] ||
+	fail "churn's incremental images never copied before the pause"
+kill -9 "$pid"
+restore_checked incchurnrestored "$work/churn.$pid.ckpt"
+kill -9 "$(cat incchurnrestored.pid)"
 
 CKPT_PRECOPY=all run churn "$churn" 30
 checkpoints "$pid" churn.err 6

@@ -13,7 +13,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -59,7 +58,8 @@ type Request struct {
 	Scratch []span.Span
 	// Precopy, if not nil, holds the image's file begun before the
 	// snapshot, and the pages of the areas the pause took, which the
-	// snapshot child does not have (precopy.go).  Not with Compress.
+	// snapshot child does not have (precopy.go).  Not with Compress;
+	// begun on Prev, if set.
 	Precopy *Precopy
 }
 
@@ -236,8 +236,18 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}()
 	src := &source{mem: -1, pagemap: -1, out: out, scratch: r.Scratch, res: res,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
+	var taken []takenArea // the precopy's, not in the child
+	if r.Precopy != nil {
+		if taken, err = r.Precopy.taken(); err != nil {
+			return 0, err
+		}
+	}
 	if r.Track {
-		src.tr = newTracking(r.Prev, r.ID, trackablePages(maps))
+		pages := trackablePages(maps)
+		for _, a := range taken {
+			pages += int(a.Pages())
+		}
+		src.tr = newTracking(r.Prev, r.ID, pages)
 		if r.Prev != nil {
 			src.unwritten, src.check = r.Unwritten, r.CheckUnwritten
 		}
@@ -256,12 +266,8 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}
 
 	w := image.NewWriter(out)
-	var taken []image.Area
 	if r.Precopy != nil {
 		w = image.NewWriterAfter(out, r.Precopy.off)
-		if taken, err = r.Precopy.taken(); err != nil {
-			return 0, err
-		}
 	} else if r.Compress {
 		w = image.NewSegmentWriter(out, segmentWriter{out})
 	}
@@ -271,7 +277,8 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 			continue
 		}
 		for len(taken) > 0 && taken[0].Start < a.Start {
-			im.Areas, taken = append(im.Areas, taken[0]), taken[1:]
+			src.took(im, &taken[0])
+			taken = taken[1:]
 		}
 		if !a.Kind.Special() {
 			if err := src.copyArea(w, &a, m); err != nil {
@@ -280,7 +287,9 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		}
 		im.Areas = append(im.Areas, a)
 	}
-	im.Areas = append(im.Areas, taken...)
+	for i := range taken {
+		src.took(im, &taken[i])
+	}
 	for i := range im.Files {
 		if err := src.describeFile(w, proc, &im.Files[i], r.SaveFiles); err != nil {
 			return 0, fmt.Errorf("saving descriptor %d: %w", im.Files[i].FD, err)
@@ -304,6 +313,14 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}
 	size, err = w.Finish(im)
 	return size, err
+}
+
+// took adds an area the precopy took to im, and its pages to the tracker.
+func (s *source) took(im *image.Image, a *takenArea) {
+	im.Areas = append(im.Areas, a.Area)
+	if s.tr != nil {
+		a.record(s.tr)
+	}
 }
 
 // trackablePages is the most pages a tracker of maps can hold: the pages of
@@ -514,7 +531,7 @@ func (s *source) checkSame(addr uint64, same []bool) error {
 		}
 		p := buf[i*image.PageSize : (i+1)*image.PageSize]
 		if old, found := s.tr.peek(addr + uint64(i)*image.PageSize); found {
-			if image.Checksum(p) != old.crc || maphash.Bytes(s.tr.next.seed, p) != old.hash {
+			if image.Checksum(p) != old.crc || pageHash(p) != old.hash {
 				s.res.Missed++
 			}
 		} else if !bytes.Equal(p, s.zero) {

@@ -21,7 +21,7 @@ import (
 // where the pause should be under 20 ms.  go/lib/precopy.go drives it:
 //
 //  1. With the areas' writes tracked by the kernel (go/lib/tracking.go),
-//     Copy copies their pages as they are, and CopyAgain the pages the
+//     Copy copies their pages as they are, and then again the pages the
 //     program wrote meanwhile, once or twice.
 //  2. Close closes what it has open, which must not be in the snapshot.
 //     The pause copies the pages written since into scratch memory and
@@ -34,6 +34,11 @@ import (
 // goes after the others, out of order, which the image format allows
 // (format 4), as it allows the unused copies that areas left to the
 // snapshot child leave behind.
+//
+// An incremental image starts from the pages its parents hold (the last
+// image's Tracker): the caller copies only what the kernel saw written
+// since that image's snapshot, or every page of an area it cannot tell
+// for, and a page whose bytes a parent holds already is not stored again.
 type Precopy struct {
 	tmp     string
 	fd      int
@@ -45,6 +50,10 @@ type Precopy struct {
 	zero    []byte
 	entries []byte
 	fresh   []int // store's, kept: what is allocated now is in the snapshot
+	// track hashes every page for the image's Tracker; self is the
+	// image's number among the tracker's images (its parents first).
+	track bool
+	self  uint32
 }
 
 // copiedArea is one area and where each of its stored pages is, in order.
@@ -62,17 +71,24 @@ type copiedPage struct {
 	page uint32 // its number in the area
 	crc  uint32
 	off  uint64 // the file offset of its last copy; 0: it holds zeros
+	hash uint64 // pageHash, with Precopy.track
+	img  uint32 // the image holding it (a parent, or Precopy.self)
 }
 
 // StartPrecopy creates the image's temporary file next to path for a
 // checkpoint of this process, with the areas maps (private anonymous
-// memory, tracked for writes) to be copied.
-func StartPrecopy(path string, maps []procfs.Mapping) (_ *Precopy, err error) {
+// memory, tracked for writes) to be copied.  With track the image gets a
+// Tracker (Request.Track), and with prev it is incremental: its pages start
+// as prev has them.
+func StartPrecopy(path string, maps []procfs.Mapping, track bool, prev *Tracker) (_ *Precopy, err error) {
 	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
 	p := &Precopy{fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
-		off: image.DataStart}
+		off: image.DataStart, track: track || prev != nil}
+	if prev != nil {
+		p.self = uint32(len(prev.Images))
+	}
 	defer func() {
 		if err != nil {
 			p.Abort()
@@ -94,6 +110,12 @@ func StartPrecopy(path string, maps []procfs.Mapping) (_ *Precopy, err error) {
 		p.areas = append(p.areas, a)
 		if a.pages == nil || a.updates == nil || n > 1<<32 {
 			return nil, fmt.Errorf("no memory to note the pages of %#x-%#x", m.Start, m.End)
+		}
+		if prev != nil {
+			for _, t := range prev.pagesIn(m.Start, m.End) {
+				a.pages = append(a.pages, copiedPage{page: uint32((t.addr - m.Start) / image.PageSize),
+					crc: t.crc, off: t.off, hash: t.hash, img: t.img})
+			}
 		}
 	}
 	return p, nil
@@ -124,12 +146,30 @@ func (p *Precopy) Areas() (ms []procfs.Mapping, ok []bool) {
 	return ms, ok
 }
 
-// Copy copies every page of the areas that is in memory or swap.
-func (p *Precopy) Copy() error {
+// Copy copies the pages of spans (in order, each inside one of the areas;
+// repeats are skipped) that are in memory or swap, and notes the ones
+// that are not as holding zeros: the first time the whole areas, then the
+// pages the program wrote since.
+func (p *Precopy) Copy(spans []span.Span) error {
+	k := 0
+	var done uint64 // where the pages copied so far end: skip repeats
 	for _, a := range p.areas {
-		for first := uint64(0); first < pagesOf(a.m); first += chunkPages {
-			if err := p.copyChunk(a, first, min(chunkPages, pagesOf(a.m)-first)); err != nil {
-				return fmt.Errorf("copying %#x-%#x: %w", a.m.Start, a.m.End, err)
+		for ; k < len(spans) && spans[k].Start < a.m.End; k++ {
+			sp := spans[k]
+			sp.Start = max(sp.Start, done)
+			if sp.Start >= sp.End {
+				continue
+			}
+			done = sp.End
+			if sp.Start < a.m.Start || sp.End > a.m.End {
+				return fmt.Errorf("pages %#x-%#x are not in one area", sp.Start, sp.End)
+			}
+			for addr := sp.Start; addr < sp.End; {
+				n := min((sp.End-addr)/image.PageSize, chunkPages)
+				if err := p.copyChunk(a, (addr-a.m.Start)/image.PageSize, n); err != nil {
+					return fmt.Errorf("copying %#x-%#x: %w", a.m.Start, a.m.End, err)
+				}
+				addr += n * image.PageSize
 			}
 		}
 		a.merge()
@@ -138,7 +178,8 @@ func (p *Precopy) Copy() error {
 }
 
 // copyChunk copies the present pages among n from page first, stretch by
-// stretch: reading a hole would map the zero page into the program.
+// stretch: reading a hole would map the zero page into the program.  A
+// page no longer present (MADV_DONTNEED) holds zeros now.
 func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
 	addr := a.m.Start + first*image.PageSize
 	e := p.entries[:n*8]
@@ -150,6 +191,9 @@ func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
 	}
 	for i := uint64(0); i < n; {
 		if !present(i) {
+			if old, ok := a.find(first + i); ok && old.off != 0 {
+				a.updates = append(a.updates, copiedPage{page: uint32(first + i)})
+			}
 			i++
 			continue
 		}
@@ -182,7 +226,8 @@ func (p *Precopy) copyPages(a *copiedArea, first, n uint64) error {
 // zeros, and notes where each is.  A page stored before is written over
 // its older copy, which nothing else refers to: the file grows only by
 // pages that held zeros before (and keeps a copy only of pages that came
-// to hold zeros).
+// to hold zeros).  With track, a page whose bytes are stored already,
+// here or in a parent, is not stored again.
 func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 	const P = image.PageSize
 	var kept uint64      // new pages moved to the front of buf
@@ -204,8 +249,14 @@ func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 			}
 			continue
 		}
-		u.crc = image.Checksum(pg)
-		if ok && old.off != 0 {
+		u.crc, u.img = image.Checksum(pg), p.self
+		if p.track {
+			u.hash = pageHash(pg)
+			if ok && old.off != 0 && old.crc == u.crc && old.hash == u.hash {
+				continue
+			}
+		}
+		if ok && old.off != 0 && old.img == p.self {
 			if len(over) == cap(over) {
 				if over != nil {
 					p.out.put(over)
@@ -248,36 +299,6 @@ func (a *copiedArea) find(page uint64) (copiedPage, bool) {
 		return a.pages[i], true
 	}
 	return copiedPage{}, false
-}
-
-// CopyAgain copies again the pages of spans (in order, each inside one of
-// the areas; repeats are skipped): the program wrote them since they were
-// copied.
-func (p *Precopy) CopyAgain(spans []span.Span) error {
-	k := 0
-	var done uint64 // where the pages copied so far end: skip repeats
-	for _, a := range p.areas {
-		for ; k < len(spans) && spans[k].Start < a.m.End; k++ {
-			sp := spans[k]
-			sp.Start = max(sp.Start, done)
-			if sp.Start >= sp.End {
-				continue
-			}
-			done = sp.End
-			if sp.Start < a.m.Start || sp.End > a.m.End {
-				return fmt.Errorf("written pages %#x-%#x are not in one area", sp.Start, sp.End)
-			}
-			for addr := sp.Start; addr < sp.End; {
-				n := min((sp.End-addr)/image.PageSize, chunkPages)
-				if err := p.copyPages(a, (addr-a.m.Start)/image.PageSize, n); err != nil {
-					return err
-				}
-				addr += n * image.PageSize
-			}
-		}
-		a.merge()
-	}
-	return nil
 }
 
 // Close waits for the writes and closes every descriptor the precopy has
@@ -430,28 +451,51 @@ func (a *copiedArea) merge() {
 
 // runs returns the runs of the area's stored pages, of at most chunkPages
 // pages like those of the snapshot child: a restart checks and loads a run
-// as a whole (`--lazy`: on the first fault in it).
-func (a *copiedArea) runs() []image.Run {
+// as a whole (`--lazy`: on the first fault in it).  Pages a parent holds
+// are in runs with that parent's Source; self is the image's own number.
+func (a *copiedArea) runs(self uint32) []image.Run {
 	var runs []image.Run
 	for _, pg := range a.pages {
 		if pg.off == 0 {
 			continue
 		}
+		src := uint32(0)
+		if pg.img != self {
+			src = pg.img + 1
+		}
 		if k := len(runs) - 1; k >= 0 {
-			if r := &runs[k]; r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off && r.Pages < chunkPages {
+			if r := &runs[k]; r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off &&
+				r.Pages < chunkPages {
 				r.Pages++
 				r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
 				continue
 			}
 		}
-		runs = append(runs, image.Run{Page: uint64(pg.page), Pages: 1, FileOff: pg.off, CRC: pg.crc})
+		runs = append(runs, image.Run{Page: uint64(pg.page), Pages: 1, FileOff: pg.off, CRC: pg.crc, Source: src})
 	}
 	return runs
 }
 
-// taken returns the areas the pause took, as image areas with their runs.
-func (p *Precopy) taken() ([]image.Area, error) {
-	var l []image.Area
+// takenArea is an area the pause took, with its runs, and the notes of its
+// pages for the image's Tracker.
+type takenArea struct {
+	image.Area
+	pages []copiedPage
+}
+
+// record notes the area's pages in tr, the image's tracking.
+func (a *takenArea) record(tr *tracking) {
+	for _, pg := range a.pages {
+		if pg.off != 0 {
+			tr.record(trackedPage{addr: uint64(a.Start) + uint64(pg.page)*image.PageSize,
+				hash: pg.hash, off: pg.off, crc: pg.crc, img: pg.img})
+		}
+	}
+}
+
+// taken returns the areas the pause took, in address order.
+func (p *Precopy) taken() ([]takenArea, error) {
+	var l []takenArea
 	for _, a := range p.areas {
 		if !a.taken {
 			continue
@@ -463,8 +507,8 @@ func (p *Precopy) taken() ([]image.Area, error) {
 			}
 		}
 		area, _ := areaOf(a.m)
-		area.Runs = a.runs()
-		l = append(l, area)
+		area.Runs = a.runs(p.self)
+		l = append(l, takenArea{area, a.pages})
 	}
 	return l, nil
 }

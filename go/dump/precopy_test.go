@@ -60,7 +60,7 @@ func TestRuns(t *testing.T) {
 		b := data[int(pg)*image.PageSize : int(pg+1)*image.PageSize]
 		a.pages = append(a.pages, copiedPage{page: pg, crc: image.Checksum(b), off: off})
 	}
-	runs := a.runs()
+	runs := a.runs(0)
 	want := [][2]uint64{{0, 256}, {256, 44}, {301, 149}, {450, 1}, {451, 149}}
 	if len(runs) != len(want) {
 		t.Fatalf("got %d runs %+v, want %v", len(runs), runs, want)
@@ -71,6 +71,31 @@ func TestRuns(t *testing.T) {
 		}
 		if crc := image.Checksum(data[run.Page*image.PageSize : (run.Page+run.Pages)*image.PageSize]); run.CRC != crc {
 			t.Errorf("run %d: CRC %#x, want %#x", k, run.CRC, crc)
+		}
+	}
+}
+
+// TestRunsFromParents: in an incremental image, pages a parent holds make
+// runs of their own with that parent's Source, never joined with the
+// image's own pages even where the offsets would follow.
+func TestRunsFromParents(t *testing.T) {
+	const self = 2
+	a := &copiedArea{}
+	for pg := uint32(0); pg < 8; pg++ {
+		img := uint32(self)
+		if pg >= 3 && pg < 6 {
+			img = 0 // the oldest parent
+		}
+		a.pages = append(a.pages, copiedPage{page: pg, off: image.DataStart + uint64(pg)*image.PageSize, img: img})
+	}
+	runs := a.runs(self)
+	want := [][3]uint64{{0, 3, 0}, {3, 3, 1}, {6, 2, 0}} // page, pages, Source
+	if len(runs) != len(want) {
+		t.Fatalf("got %d runs %+v, want %v", len(runs), runs, want)
+	}
+	for k, run := range runs {
+		if run.Page != want[k][0] || run.Pages != want[k][1] || uint64(run.Source) != want[k][2] {
+			t.Errorf("run %d: page %d+%d source %d, want %v", k, run.Page, run.Pages, run.Source, want[k])
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package dump
 
 import (
+	"cmp"
 	"hash/maphash"
+	"slices"
 
 	"github.com/ckpt/ckpt/go/image"
 )
@@ -20,7 +22,6 @@ type Tracker struct {
 	// the caller names the newest (Images[len-1].Name) once it has a name
 	// that stays.
 	Images []image.Parent
-	seed   maphash.Seed
 	pages  []trackedPage // by address
 	// scratch is the scratch memory pages started in (scratch.go), if
 	// any, unmapped by Release even if pages outgrew it.
@@ -33,6 +34,21 @@ type Tracker struct {
 func (t *Tracker) Release() {
 	freeScratch(t.scratch)
 	t.pages, t.scratch = nil, nil
+}
+
+// pageSeed seeds the pages' hashes: one for the life of the process (a
+// restored one too, which starts a new chain), so that the precopy
+// (precopy.go) hashes pages before the checkpoint's tracker exists.
+var pageSeed = maphash.MakeSeed()
+
+// pageHash is a page's 64-bit seeded hash.
+func pageHash(p []byte) uint64 { return maphash.Bytes(pageSeed, p) }
+
+// pagesIn returns the tracked pages in [start, end).
+func (t *Tracker) pagesIn(start, end uint64) []trackedPage {
+	i, _ := slices.BinarySearchFunc(t.pages, start, func(p trackedPage, a uint64) int { return cmp.Compare(p.addr, a) })
+	j, _ := slices.BinarySearchFunc(t.pages[i:], end, func(p trackedPage, a uint64) int { return cmp.Compare(p.addr, a) })
+	return t.pages[i : i+j]
 }
 
 type trackedPage struct {
@@ -51,13 +67,12 @@ type tracking struct {
 // newTracking starts the tracker of image id, which holds at most pages
 // pages, after prev (nil for a full image).
 func newTracking(prev *Tracker, id image.ImageID, pages int) *tracking {
-	t := &tracking{prev: prev, next: &Tracker{seed: maphash.MakeSeed()}}
+	t := &tracking{prev: prev, next: &Tracker{}}
 	// Room for every page at once: no series of doublings of fresh
 	// memory, and the memory is left out of images.
 	t.next.scratch = newScratch[trackedPage](pages)
 	t.next.pages = t.next.scratch
 	if prev != nil {
-		t.next.seed = prev.seed
 		t.next.Images = append(t.next.Images, prev.Images...)
 	}
 	t.next.Images = append(t.next.Images, image.Parent{ID: id})
@@ -70,7 +85,7 @@ func (t *tracking) self() uint32 { return uint32(len(t.next.Images) - 1) }
 // lookup returns where the last images hold page p at addr, if they do.
 // Calls come in increasing address order.
 func (t *tracking) lookup(addr uint64, p []byte) (hash uint64, crc uint32, old trackedPage, ok bool) {
-	hash, crc = maphash.Bytes(t.next.seed, p), image.Checksum(p)
+	hash, crc = pageHash(p), image.Checksum(p)
 	if t.prev == nil {
 		return hash, crc, old, false
 	}

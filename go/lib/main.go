@@ -48,8 +48,8 @@ type config struct {
 	// it says are unwritten and reports the ones that changed.
 	track, trackCheck bool
 	// precopy copies big areas before the pause (precopy.go) unless
-	// CKPT_PRECOPY=0; not with CKPT_INCREMENTAL.  CKPT_PRECOPY=all
-	// copies every area, however small.
+	// CKPT_PRECOPY=0.  CKPT_PRECOPY=all copies every area, however
+	// small.
 	precopy, precopyAll bool
 }
 
@@ -80,7 +80,7 @@ func init() {
 	if cfg.track {
 		C.ckpt_track.scan = 1
 	}
-	cfg.precopy = cfg.chain == 0 && os.Getenv("CKPT_PRECOPY") != "0"
+	cfg.precopy = os.Getenv("CKPT_PRECOPY") != "0"
 	cfg.precopyAll = os.Getenv("CKPT_PRECOPY") == "all"
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
@@ -135,9 +135,11 @@ func coordinate(fd int, cfg *config) {
 			}
 		}
 		compress := cfg.zstd || b[0]&C.CK_REQ_COMPRESS != 0
+		path := imagePath(cfg, unix.Getpid())
+		prev := parent(cfg, path)
 		var pre *precopyRun
 		if cfg.precopy && !compress {
-			pre = startPrecopy(cfg, imagePath(cfg, unix.Getpid()))
+			pre = startPrecopy(cfg, path, prev)
 		}
 		child := int(C.ckpt_snapshot())
 		switch {
@@ -156,7 +158,7 @@ func coordinate(fd int, cfg *config) {
 			}
 			restored = true
 		default:
-			checkpoint(child, cfg, compress, pre, woke.Nano())
+			checkpoint(child, cfg, compress, prev, pre, woke.Nano())
 		}
 		C.ckpt_finish()
 		if child > 0 {
@@ -177,9 +179,22 @@ func imagePath(cfg *config, pid int) string {
 	return filepath.Join(cfg.dir, fmt.Sprintf("%s.%d.ckpt", cfg.name, pid))
 }
 
-// checkpoint writes the image of the snapshot child; the request came at
-// start (CLOCK_MONOTONIC ns).
-func checkpoint(child int, cfg *config, compress bool, pre *precopyRun, start int64) {
+// parent returns the tracker of the image the next one at path is to be
+// incremental on, or nil for a full image.
+func parent(cfg *config, path string) *dump.Tracker {
+	if cfg.chain < 2 || chain.tracker == nil || chain.length >= cfg.chain {
+		return nil
+	}
+	if err := chain.keepParent(path); err != nil {
+		logf(cfg, "ckpt: writing a full image instead of an incremental one: %v\n", err)
+		return nil
+	}
+	return chain.tracker
+}
+
+// checkpoint writes the image of the snapshot child, incremental on prev if
+// not nil; the request came at start (CLOCK_MONOTONIC ns).
+func checkpoint(child int, cfg *config, compress bool, prev *dump.Tracker, pre *precopyRun, start int64) {
 	defer reap(child)
 	var precopied *dump.Precopy
 	var how string
@@ -208,7 +223,7 @@ func checkpoint(child int, cfg *config, compress bool, pre *precopyRun, start in
 			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
-		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1}
+		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1, Prev: prev}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = imagePath(cfg, int(req.Process.PID))
@@ -222,13 +237,6 @@ func checkpoint(child int, cfg *config, compress bool, pre *precopyRun, start in
 	if _, err := unix.Getrandom(req.ID[:], 0); err != nil {
 		logf(cfg, "ckpt: checkpoint failed, previous image kept: choosing an image ID: %v\n", err)
 		return
-	}
-	if req.Track && chain.tracker != nil && chain.length < cfg.chain {
-		if err := chain.keepParent(req.Path); err != nil {
-			logf(cfg, "ckpt: writing a full image instead of an incremental one: %v\n", err)
-		} else {
-			req.Prev = chain.tracker
-		}
 	}
 	if cfg.track {
 		var prev image.ImageID
@@ -271,21 +279,22 @@ func checkpoint(child int, cfg *config, compress bool, pre *precopyRun, start in
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	ms := float64(now.Nano()-start) / 1e6
 	pause := float64(st.pauseNS) / 1e6
-	if how != "" {
-		how = ", " + how
-	}
+	what := sizeString(res.Size)
 	if compress {
-		how = " zstd" + how
+		what += " zstd"
 	}
 	if req.Prev != nil {
-		how += fmt.Sprintf(" incremental, %s new, %s from %d older images",
+		what += fmt.Sprintf(", incremental, %s new, %s from %d older images",
 			sizeString(res.Stored), sizeString(res.Reused), len(res.Tracker.Images)-1)
 		if res.Unread > 0 {
-			how += fmt.Sprintf(", %s unwritten not read", sizeString(res.Unread*image.PageSize))
+			what += fmt.Sprintf(", %s unwritten not read", sizeString(res.Unread*image.PageSize))
 		}
 	}
-	logf(cfg, "ckpt: wrote %s (%s%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
-		req.Path, sizeString(res.Size), how, len(st.threads), pause, ms)
+	if how != "" {
+		what += ", " + how
+	}
+	logf(cfg, "ckpt: wrote %s (%s, %d threads, paused %.1f ms, %.1f ms in all)\n",
+		req.Path, what, len(st.threads), pause, ms)
 }
 
 // reap kills and collects the snapshot child.  Its exit signal is 0, so only

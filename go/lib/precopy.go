@@ -36,10 +36,15 @@ import (
 // no longer tracked) or too written for the scratch memory is forked like
 // any other; its first copies stay in the file unused.
 //
+// An incremental checkpoint (CKPT_INCREMENTAL) copies in step 1 only what
+// the kernel saw written since the last image, where it can tell: the
+// first scan of each area both answers that and resets the tracking, so
+// the pause's own scan (tracking.go) does not have those areas any more,
+// and an area the pause leaves to the fork is compared by hashes.
+//
 // CKPT_PRECOPY=0 turns it off, and CKPT_PRECOPY=all (for tests) uses it
-// for every private anonymous area, however little it holds.  It is never
-// used with compression or incremental checkpoints, whose tracking it
-// would reset.
+// for every private anonymous area, however little it holds.  It is not
+// used with compression: compressed data is stored in order.
 
 const (
 	// precopyArea is the least resident memory of an area copied before
@@ -63,27 +68,32 @@ type precopyRun struct {
 	scratch []byte // the pause's copies: populated, left out of forks
 }
 
-// startPrecopy runs steps 1 and 2 for an image at path and hands the areas
-// to the shim.  It returns nil when the snapshot should fork everything.
+// startPrecopy runs steps 1 and 2 for an image at path, incremental on prev
+// if not nil, and hands the areas to the shim.  It returns nil when the
+// snapshot should fork everything.
 //
 // It is only a way to a shorter pause: when it cannot be used (no write
 // tracking, a device that writes memory unseen, no room for the image) the
 // checkpoint forks everything, and says what failed if that fails too.
-func startPrecopy(cfg *config, path string) *precopyRun {
+func startPrecopy(cfg *config, path string, prev *dump.Tracker) *precopyRun {
 	if err := writes.start(); err != nil {
 		cfg.precopy = false
 		return nil
 	}
-	areas := precopyAreas(cfg.precopyAll)
+	var since image.ImageID // the image whose snapshot the tracking counts from
+	if prev != nil && cfg.track {
+		since = prev.Images[len(prev.Images)-1].ID
+	}
+	areas, first := precopyAreas(cfg.precopyAll, since)
 	if areas == nil {
 		return nil
 	}
-	p, err := dump.StartPrecopy(path, areas)
+	p, err := dump.StartPrecopy(path, areas, cfg.chain > 1, prev)
 	if err != nil {
 		return nil
 	}
 	run := &precopyRun{p: p}
-	if err := run.copy(); err != nil {
+	if err := run.copy(first); err != nil {
 		run.abort()
 		return nil
 	}
@@ -94,11 +104,15 @@ func startPrecopy(cfg *config, path string) *precopyRun {
 // precopyAreas returns the private anonymous areas worth copying before the
 // pause, registered for write tracking and protected: from here on the
 // kernel notes every write to them.  Nothing, if all of them together hold
-// too little memory to be worth it; with all, every one of them.
-func precopyAreas(all bool) []procfs.Mapping {
+// too little memory to be worth it; with all, every one of them.  first
+// lists what to copy first: the pages written since the snapshot of image
+// since (if not zero) where the kernel tracked them all along, else the
+// whole area.
+func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first []span.Span) {
+	writes.lost = writes.lost[:0]
 	text, err := procfs.ReadFile("/proc/self/smaps")
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
 	own := writes.scratch()
@@ -116,10 +130,10 @@ func precopyAreas(all bool) []procfs.Mapping {
 		resident += s.rss
 	}
 	if !all && resident < precopyTotal {
-		return nil
+		return nil, nil
 	}
-	var areas []procfs.Mapping
 	for _, m := range candidates {
+		tracked := since != (image.ImageID{}) && writes.tracksSince(since, m.Start, m.End)
 		reg := struct {
 			uapi.UffdioRange
 			ioctls uint64
@@ -127,12 +141,21 @@ func precopyAreas(all bool) []procfs.Mapping {
 		if uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg)) != nil {
 			continue // another userfaultfd has it
 		}
-		if _, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, false); err != nil {
+		written, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, tracked)
+		// Whatever happened, the pause's scan has lost this area.
+		writes.lost = append(writes.lost, span.Span{Start: m.Start, End: m.End})
+		if err != nil {
 			continue
 		}
 		areas = append(areas, m)
+		if !tracked {
+			first = append(first, span.Span{Start: m.Start, End: m.End})
+		}
+		for _, g := range written {
+			first = append(first, span.Span{Start: g.Start, End: g.End})
+		}
 	}
-	return areas
+	return areas, first
 }
 
 // churned lists the areas a pause found changed, untracked or too
@@ -150,9 +173,9 @@ func overlapsAny(l []span.Span, start, end uint64) bool {
 	return false
 }
 
-// copy runs steps 1 and 2.
-func (r *precopyRun) copy() error {
-	if err := r.p.Copy(); err != nil {
+// copy runs steps 1 and 2, step 1 copying first.
+func (r *precopyRun) copy(first []span.Span) error {
+	if err := r.p.Copy(first); err != nil {
 		return err
 	}
 	areas, _ := r.p.Areas()
@@ -171,7 +194,7 @@ func (r *precopyRun) copy() error {
 				n += g.End - g.Start
 			}
 		}
-		if err := r.p.CopyAgain(written); err != nil {
+		if err := r.p.Copy(written); err != nil {
 			return err
 		}
 		if n < budget/4 {

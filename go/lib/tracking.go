@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -55,8 +56,12 @@ type writeTracking struct {
 	known []span.Span // registered, as of the last snapshot
 	fresh []span.Span // registered since the last snapshot
 	// since is the image whose snapshot the kernel's answer counts from,
-	// zero when no written image matches the last snapshot.
-	since image.ImageID
+	// zero when no written image matches the last snapshot; prepare
+	// moves it to basis for the checkpoint under way.
+	since, basis image.ImageID
+	// lost lists the areas whose answer the precopy took before the
+	// snapshot (go/lib/precopy.go): the pause's scan does not have it.
+	lost []span.Span
 }
 
 var writes writeTracking
@@ -155,6 +160,7 @@ func (w *writeTracking) forget() {
 // prepare registers the private writable mappings that are not registered
 // yet and protects their pages, just before a snapshot.
 func (w *writeTracking) prepare() {
+	w.basis, w.since = w.since, image.ImageID{}
 	text, err := procfs.ReadFile("/proc/self/maps")
 	if err != nil {
 		return
@@ -198,8 +204,8 @@ func trackable(m procfs.Mapping) bool {
 // write in since the snapshot of image prev (zero: none), and notes the
 // mappings registered now.  Nothing, if the answer does not start at prev.
 func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
-	fresh, since := w.fresh, w.since
-	w.fresh, w.since = nil, image.ImageID{}
+	fresh, lost := w.fresh, w.lost
+	w.fresh, w.lost = nil, nil
 	t := &C.ckpt_track
 	registered, err := scanPagemap(int(t.pagemap), 0, userEnd, 0, uapi.PageIsWPAllowed, uapi.PageIsWPAllowed, true)
 	if err != nil {
@@ -224,16 +230,40 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	case t.err != 0:
 		return nil, fmt.Errorf("asking the kernel for written pages: %w", unix.Errno(t.err))
 	}
-	written := make([]span.Span, 0, t.n)
+	// The precopy's areas come first in the report (cc_shim/handler.c),
+	// then all memory in order: sorted here, as span.Subtract needs.
+	var regions []uapi.PageRegion
 	if t.n > 0 {
-		for _, r := range unsafe.Slice((*uapi.PageRegion)(unsafe.Pointer(t.regions)), t.n) {
-			written = append(written, span.Span{Start: r.Start, End: r.End})
-		}
+		regions = joinRegions(slices.Clone(unsafe.Slice((*uapi.PageRegion)(unsafe.Pointer(t.regions)), t.n)))
 	}
-	if prev == (image.ImageID{}) || prev != since {
+	written := make([]span.Span, 0, len(regions))
+	for _, r := range regions {
+		written = append(written, span.Span{Start: r.Start, End: r.End})
+	}
+	if !w.from(prev) {
 		return nil, nil
 	}
-	return span.Subtract(span.Subtract(w.known, written), fresh), nil
+	return span.Subtract(span.Subtract(span.Subtract(w.known, written), fresh), lost), nil
+}
+
+// from reports whether the checkpoint under way has the kernel's answer
+// since the snapshot of image prev.
+func (w *writeTracking) from(prev image.ImageID) bool {
+	return prev != (image.ImageID{}) && prev == w.basis
+}
+
+// tracksSince reports whether the kernel's answer for [start, end) counts
+// from the snapshot of image prev: the range was registered then, and has
+// been since (a mapping replaced or moved loses its registration, and
+// prepare registers again only what was not registered at that snapshot).
+// Before the precopy registers it again.
+func (w *writeTracking) tracksSince(prev image.ImageID, start, end uint64) bool {
+	if !w.from(prev) || len(span.Subtract([]span.Span{{Start: start, End: end}}, w.known)) > 0 ||
+		overlapsAny(w.fresh, start, end) {
+		return false
+	}
+	r, err := scanPagemap(int(C.ckpt_track.pagemap), start, end, 0, uapi.PageIsWPAllowed, uapi.PageIsWPAllowed, true)
+	return err == nil && len(r) == 1 && r[0].Start == start && r[0].End == end
 }
 
 // wrote notes that the image id holds the last snapshot.
