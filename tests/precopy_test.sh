@@ -9,6 +9,8 @@
 #   - the restored process copies before its pauses too, and its image
 #     restarts in turn;
 #   - with CKPT_PRECOPY=0 no report says so, and the image restarts;
+#   - compressed checkpoints (CKPT_COMPRESS=1) copy before the pause too,
+#     and their image restarts with the checks passing;
 #   - incremental checkpoints (CKPT_INCREMENTAL=4) of scribble copy before
 #     the pause too, the first the whole areas, the next three only what
 #     the kernel saw written since the image before; the newest restarts
@@ -64,6 +66,15 @@ quiet off.err
 kill -9 "$pid"
 restore_checked offrestored "$work/scribble.$pid.ckpt"
 kill -9 "$(cat offrestored.pid)"
+
+CKPT_COMPRESS=1 run zstd "$scribble" 100 128 20
+checkpoints "$pid" zstd.err 2
+quiet zstd.err
+[[ $(grep " zstd" zstd.err | grep -c "areas copied before the pause") == 2 ]] ||
+	fail "compressed checkpoints did not copy before the pause"
+kill -9 "$pid"
+restore_checked zstdrestored "$work/scribble.$pid.ckpt"
+kill -9 "$(cat zstdrestored.pid)"
 
 CKPT_INCREMENTAL=4 run inc "$scribble" 100 128 20
 checkpoints "$pid" inc.err 4

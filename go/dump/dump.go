@@ -58,8 +58,8 @@ type Request struct {
 	Scratch []span.Span
 	// Precopy, if not nil, holds the image's file begun before the
 	// snapshot, and the pages of the areas the pause took, which the
-	// snapshot child does not have (precopy.go).  Not with Compress;
-	// begun on Prev, if set.
+	// snapshot child does not have (precopy.go), begun with the same
+	// Track, Prev and Compress.
 	Precopy *Precopy
 }
 
@@ -266,10 +266,14 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	}
 
 	w := image.NewWriter(out)
-	if r.Precopy != nil {
+	switch {
+	case r.Compress && r.Precopy != nil:
+		out.segs, out.segsEnd = r.Precopy.segs, r.Precopy.segsEnd
+		w = image.NewSegmentWriter(out, segmentWriter{out}, r.Precopy.off)
+	case r.Compress:
+		w = image.NewSegmentWriter(out, segmentWriter{out}, image.DataStart)
+	case r.Precopy != nil:
 		w = image.NewWriterAfter(out, r.Precopy.off)
-	} else if r.Compress {
-		w = image.NewSegmentWriter(out, segmentWriter{out})
 	}
 	for _, m := range maps {
 		a, ok := areaOf(m)

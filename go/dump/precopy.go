@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -39,6 +41,10 @@ import (
 // image's Tracker): the caller copies only what the kernel saw written
 // since that image's snapshot, or every page of an area it cannot tell
 // for, and a page whose bytes a parent holds already is not stored again.
+//
+// A compressed image's data is stored in segments (compress.go), which
+// cannot be written over: there a page copied again goes after the others
+// too, and its older copy stays unused.
 type Precopy struct {
 	tmp     string
 	fd      int
@@ -54,6 +60,20 @@ type Precopy struct {
 	// image's number among the tracker's images (its parents first).
 	track bool
 	self  uint32
+	// With compression: how many compressors, the segments written so
+	// far and where they end in the file (out's, kept while out is
+	// closed), and the data offset each segment starts at, in order.
+	compressors int
+	segs        []image.Segment
+	segsEnd     uint64
+	cuts        []uint64
+}
+
+// PrecopyOptions says what kind of image a Precopy begins.
+type PrecopyOptions struct {
+	Track    bool     // the image gets a Tracker (Request.Track)
+	Prev     *Tracker // the image is incremental on Prev (Request.Prev)
+	Compress bool     // the image is compressed (Request.Compress)
 }
 
 // copiedArea is one area and where each of its stored pages is, in order.
@@ -77,15 +97,18 @@ type copiedPage struct {
 
 // StartPrecopy creates the image's temporary file next to path for a
 // checkpoint of this process, with the areas maps (private anonymous
-// memory, tracked for writes) to be copied.  With track the image gets a
-// Tracker (Request.Track), and with prev it is incremental: its pages start
-// as prev has them.
-func StartPrecopy(path string, maps []procfs.Mapping, track bool, prev *Tracker) (_ *Precopy, err error) {
+// memory, tracked for writes) to be copied.  An incremental image's pages
+// start as o.Prev has them.
+func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Precopy, err error) {
+	prev := o.Prev
 	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
 	p := &Precopy{fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
-		off: image.DataStart, track: track || prev != nil}
+		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart}
+	if o.Compress {
+		p.compressors = runtime.GOMAXPROCS(0)
+	}
 	if prev != nil {
 		p.self = uint32(len(prev.Images))
 	}
@@ -103,7 +126,7 @@ func StartPrecopy(path string, maps []procfs.Mapping, track bool, prev *Tracker)
 	if p.pagemap, err = unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 		return nil, err
 	}
-	p.out = newAsyncFile(p.fd, chunkPages*image.PageSize, 0)
+	p.open(p.fd)
 	for _, m := range maps {
 		n := pagesOf(m)
 		a := &copiedArea{m: m, pages: newScratch[copiedPage](int(n)), updates: newScratch[copiedPage](int(n))}
@@ -256,7 +279,7 @@ func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 				continue
 			}
 		}
-		if ok && old.off != 0 && old.img == p.self {
+		if ok && old.off != 0 && old.img == p.self && p.compressors == 0 {
 			if len(over) == cap(over) {
 				if over != nil {
 					p.out.put(over)
@@ -282,7 +305,12 @@ func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 	if kept == 0 {
 		return nil
 	}
-	if _, err := p.out.WriteAt(buf[:kept*P], int64(p.off)); err != nil {
+	var data io.WriterAt = p.out
+	if p.compressors > 0 {
+		data = segmentWriter{p.out}
+		p.cuts = append(p.cuts, p.off)
+	}
+	if _, err := data.WriteAt(buf[:kept*P], int64(p.off)); err != nil {
 		return err
 	}
 	for _, k := range fresh {
@@ -307,6 +335,7 @@ func (p *Precopy) Close() error {
 	var err error
 	if p.out != nil {
 		err = p.out.close()
+		p.segs, p.segsEnd = p.out.segs, p.out.segsEnd
 		p.out = nil
 	}
 	for _, fd := range []*int{&p.fd, &p.mem, &p.pagemap} {
@@ -381,9 +410,16 @@ func (p *Precopy) reopen() error {
 	if err != nil {
 		return fmt.Errorf("opening %q again: %w", p.tmp, err)
 	}
-	p.fd = fd
-	p.out = newAsyncFile(fd, chunkPages*image.PageSize, 0)
+	p.open(fd)
 	return nil
+}
+
+// open starts writing the file open at fd, after the segments written
+// before if compressed.
+func (p *Precopy) open(fd int) {
+	p.fd = fd
+	p.out = newAsyncFile(fd, chunkPages*image.PageSize, p.compressors)
+	p.out.segs, p.out.segsEnd = p.segs, p.segsEnd
 }
 
 // Scratch returns the memory that notes the pages: no image needs it.
@@ -453,7 +489,8 @@ func (a *copiedArea) merge() {
 // pages like those of the snapshot child: a restart checks and loads a run
 // as a whole (`--lazy`: on the first fault in it).  Pages a parent holds
 // are in runs with that parent's Source; self is the image's own number.
-func (a *copiedArea) runs(self uint32) []image.Run {
+// No run of the image's own crosses one of cuts, where a segment starts.
+func (a *copiedArea) runs(self uint32, cuts []uint64) []image.Run {
 	var runs []image.Run
 	for _, pg := range a.pages {
 		if pg.off == 0 {
@@ -465,7 +502,7 @@ func (a *copiedArea) runs(self uint32) []image.Run {
 		}
 		if k := len(runs) - 1; k >= 0 {
 			if r := &runs[k]; r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off &&
-				r.Pages < chunkPages {
+				r.Pages < chunkPages && !(src == 0 && isCut(cuts, pg.off)) {
 				r.Pages++
 				r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
 				continue
@@ -507,10 +544,15 @@ func (p *Precopy) taken() ([]takenArea, error) {
 			}
 		}
 		area, _ := areaOf(a.m)
-		area.Runs = a.runs(p.self)
+		area.Runs = a.runs(p.self, p.cuts)
 		l = append(l, takenArea{area, a.pages})
 	}
 	return l, nil
+}
+
+func isCut(cuts []uint64, off uint64) bool {
+	_, found := slices.BinarySearch(cuts, off)
+	return found
 }
 
 func pagesOf(m procfs.Mapping) uint64 { return (m.End - m.Start) / image.PageSize }

@@ -60,7 +60,7 @@ func TestRuns(t *testing.T) {
 		b := data[int(pg)*image.PageSize : int(pg+1)*image.PageSize]
 		a.pages = append(a.pages, copiedPage{page: pg, crc: image.Checksum(b), off: off})
 	}
-	runs := a.runs(0)
+	runs := a.runs(0, nil)
 	want := [][2]uint64{{0, 256}, {256, 44}, {301, 149}, {450, 1}, {451, 149}}
 	if len(runs) != len(want) {
 		t.Fatalf("got %d runs %+v, want %v", len(runs), runs, want)
@@ -88,7 +88,7 @@ func TestRunsFromParents(t *testing.T) {
 		}
 		a.pages = append(a.pages, copiedPage{page: pg, off: image.DataStart + uint64(pg)*image.PageSize, img: img})
 	}
-	runs := a.runs(self)
+	runs := a.runs(self, nil)
 	want := [][3]uint64{{0, 3, 0}, {3, 3, 1}, {6, 2, 0}} // page, pages, Source
 	if len(runs) != len(want) {
 		t.Fatalf("got %d runs %+v, want %v", len(runs), runs, want)

@@ -34,11 +34,12 @@ func NewWriterAfter(w io.WriterAt, dataEnd uint64) *Writer {
 }
 
 // NewSegmentWriter starts an image on w whose page data goes to data
-// instead, at the offsets its runs will name; data stores it in w its own
-// way (compressed), and the caller describes how in the Segments of the
-// Image passed to Finish.
-func NewSegmentWriter(w, data io.WriterAt) *Writer {
-	return &Writer{w: w, data: data, off: DataStart}
+// instead, at the offsets its runs will name from dataEnd on (DataStart,
+// unless the caller wrote data before); data stores it in w its own way
+// (compressed), and the caller describes how in the Segments of the Image
+// passed to Finish.
+func NewSegmentWriter(w, data io.WriterAt, dataEnd uint64) *Writer {
+	return &Writer{w: w, data: data, off: max(dataEnd, DataStart)}
 }
 
 // WritePages appends whole pages of data and returns the Run describing

@@ -83,7 +83,7 @@ func sampleStored(t testing.TB, compress bool) (*Image, []byte) {
 	w := NewWriter(f)
 	z := &segFile{f: f, next: DataStart}
 	if compress {
-		w = NewSegmentWriter(f, z)
+		w = NewSegmentWriter(f, z, DataStart)
 	}
 	page := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*PageSize) }
 	noise := make([]byte, PageSize) // xorshift: does not compress

@@ -138,8 +138,8 @@ func coordinate(fd int, cfg *config) {
 		path := imagePath(cfg, unix.Getpid())
 		prev := parent(cfg, path)
 		var pre *precopyRun
-		if cfg.precopy && !compress {
-			pre = startPrecopy(cfg, path, prev)
+		if cfg.precopy {
+			pre = startPrecopy(cfg, path, prev, compress)
 		}
 		child := int(C.ckpt_snapshot())
 		switch {

@@ -43,8 +43,7 @@ import (
 // and an area the pause leaves to the fork is compared by hashes.
 //
 // CKPT_PRECOPY=0 turns it off, and CKPT_PRECOPY=all (for tests) uses it
-// for every private anonymous area, however little it holds.  It is not
-// used with compression: compressed data is stored in order.
+// for every private anonymous area, however little it holds.
 
 const (
 	// precopyArea is the least resident memory of an area copied before
@@ -69,13 +68,13 @@ type precopyRun struct {
 }
 
 // startPrecopy runs steps 1 and 2 for an image at path, incremental on prev
-// if not nil, and hands the areas to the shim.  It returns nil when the
-// snapshot should fork everything.
+// if not nil, compressed with compress, and hands the areas to the shim.
+// It returns nil when the snapshot should fork everything.
 //
 // It is only a way to a shorter pause: when it cannot be used (no write
 // tracking, a device that writes memory unseen, no room for the image) the
 // checkpoint forks everything, and says what failed if that fails too.
-func startPrecopy(cfg *config, path string, prev *dump.Tracker) *precopyRun {
+func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *precopyRun {
 	if err := writes.start(); err != nil {
 		cfg.precopy = false
 		return nil
@@ -88,7 +87,7 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker) *precopyRun {
 	if areas == nil {
 		return nil
 	}
-	p, err := dump.StartPrecopy(path, areas, cfg.chain > 1, prev)
+	p, err := dump.StartPrecopy(path, areas, dump.PrecopyOptions{Track: cfg.chain > 1, Prev: prev, Compress: compress})
 	if err != nil {
 		return nil
 	}
