@@ -99,3 +99,16 @@ func TestRunsFromParents(t *testing.T) {
 		}
 	}
 }
+
+// TestRunsCuts: in a compressed image no run of the image's own crosses
+// the start of a segment, even where pages and offsets follow each other.
+func TestRunsCuts(t *testing.T) {
+	a := &copiedArea{}
+	for pg := uint32(0); pg < 10; pg++ {
+		a.pages = append(a.pages, copiedPage{page: pg, off: image.DataStart + uint64(pg)*image.PageSize})
+	}
+	runs := a.runs(0, []uint64{image.DataStart, image.DataStart + 4*image.PageSize})
+	if len(runs) != 2 || runs[0].Pages != 4 || runs[1].Page != 4 || runs[1].Pages != 6 {
+		t.Fatalf("got runs %+v, want pages 0+4 and 4+6", runs)
+	}
+}
