@@ -25,6 +25,9 @@ struct ck_precopy ckpt_precopy;
 #define CK_PM_SCAN_WP_MATCHING 1UL
 #define CK_PAGE_IS_WPALLOWED 1UL
 #define CK_PAGE_IS_WRITTEN 2UL
+#define CK_PAGE_IS_PRESENT 8UL
+#define CK_PAGE_IS_SWAPPED 16UL
+#define CK_PAGE_IS_THERE (CK_PAGE_IS_PRESENT | CK_PAGE_IS_SWAPPED)
 #define CK_PAGE 4096UL
 
 struct ck_pm_scan_arg {
@@ -125,8 +128,9 @@ static int ck_untracked(struct ck_precopy_area *a)
 }
 
 /* ck_take_written lists a's pages written since Go copied them in the
- * region buffer from *used on, and copies them into scratch from *copied
- * on.  It returns the area's new state. */
+ * region buffer from *used on, and copies those still in memory or swap
+ * into scratch from *copied on (the others were dropped, MADV_DONTNEED:
+ * zeros now, whatever their number).  It returns the area's new state. */
 static int ck_take_written(struct ck_precopy_area *a, uint64_t *used, uint64_t *copied)
 {
 	struct ck_track *t = &ckpt_track;
@@ -147,7 +151,7 @@ static int ck_take_written(struct ck_precopy_area *a, uint64_t *used, uint64_t *
 			.vec = (uint64_t)(t->regions + (*used + a->n) * 3),
 			.vec_len = t->cap - *used - a->n,
 			.category_mask = CK_PAGE_IS_WRITTEN,
-			.return_mask = CK_PAGE_IS_WRITTEN,
+			.return_mask = CK_PAGE_IS_WRITTEN | CK_PAGE_IS_THERE,
 		};
 		long n;
 
@@ -160,11 +164,15 @@ static int ck_take_written(struct ck_precopy_area *a, uint64_t *used, uint64_t *
 		start = s.walk_end;
 	}
 	for (k = a->first; k < a->first + a->n; k++)
-		bytes += t->regions[k * 3 + 1] - t->regions[k * 3];
+		if (t->regions[k * 3 + 2] & CK_PAGE_IS_THERE)
+			bytes += t->regions[k * 3 + 1] - t->regions[k * 3];
 	if (bytes > ckpt_precopy.scratch_len - *copied)
 		return CK_PRECOPY_FULL;
 	for (k = a->first; k < a->first + a->n; k++) {
 		uint64_t from = t->regions[k * 3], len = t->regions[k * 3 + 1] - from;
+
+		if (!(t->regions[k * 3 + 2] & CK_PAGE_IS_THERE))
+			continue;
 		memcpy(ckpt_precopy.scratch + *copied, (const void *)from, len);
 		*copied += len;
 	}
@@ -196,7 +204,7 @@ void ck_precopy_freeze(void)
 			continue;
 		}
 		a->state = ck_take_written(a, &used, &copied);
-		if (a->state == CK_PRECOPY_TAKEN &&
+		if (a->state == CK_PRECOPY_TAKEN && !pc->keep &&
 		    syscall(SYS_madvise, a->start, a->end - a->start, MADV_DONTFORK) != 0) {
 			/* Nothing changed if it failed; be sure anyway. */
 			syscall(SYS_madvise, a->start, a->end - a->start, MADV_DOFORK);
@@ -213,7 +221,7 @@ void ck_precopy_thaw(void)
 	struct ck_precopy *pc = &ckpt_precopy;
 	uint32_t i;
 
-	for (i = 0; i < pc->n; i++)
+	for (i = 0; i < pc->n && !pc->keep; i++)
 		if (pc->areas[i].state == CK_PRECOPY_TAKEN)
 			syscall(SYS_madvise, pc->areas[i].start, pc->areas[i].end - pc->areas[i].start, MADV_DOFORK);
 }

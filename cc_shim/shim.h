@@ -223,8 +223,8 @@ struct ck_precopy_area {
 };
 
 struct ck_precopy {
-	uint32_t n; /* areas; 0: no precopy */
-	uint32_t pad;
+	uint32_t n;    /* areas; 0: no precopy */
+	uint32_t keep; /* 1: the fork keeps the areas (CKPT_PRECOPY=check) */
 	uint8_t *scratch; /* Go's, populated and MADV_DONTFORK */
 	uint64_t scratch_len;
 	struct ck_precopy_area areas[CK_MAX_PRECOPY];

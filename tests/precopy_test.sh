@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # precopy_test.sh LIBCKPT RESTART SCRIBBLE CHURN
 #
+# Runs marked (check) set CKPT_PRECOPY=check: the snapshot keeps the areas
+# copied before the pause too, and every page of the image is compared with
+# it; a page that differs is reported, which fails the test.
+#
 # Copying memory before the pause (go/lib/precopy.go, cc_shim/precopy.c):
 #   - scribble, which rewrites 128 MiB page by page all the time and a 1 MiB
 #     area flat out, is checkpointed five times; each report says areas were
@@ -10,18 +14,19 @@
 #     restarts in turn;
 #   - with CKPT_PRECOPY=0 no report says so, and the image restarts;
 #   - compressed checkpoints (CKPT_COMPRESS=1) copy before the pause too,
-#     and their image restarts with the checks passing;
+#     and their image restarts with the checks passing (check);
 #   - incremental checkpoints (CKPT_INCREMENTAL=4) of scribble copy before
 #     the pause too, the first the whole areas, the next three only what
 #     the kernel saw written since the image before; the newest restarts
-#     with the checks passing, and the restored process does the same;
+#     with the checks passing, and the restored process does the same
+#     (check);
 #   - churn, with CKPT_PRECOPY=all, CKPT_INCREMENTAL=4 and
 #     CKPT_TRACK_WRITES=check: incremental images copied before the pause
-#     while areas change shape; no miss, and the newest restarts;
+#     while areas change shape; no miss, and the newest restarts (check);
 #   - churn, with CKPT_PRECOPY=all, unmaps, maps, moves and reprotects parts
 #     of its areas every tick, so pauses find areas changed and leave them
 #     to the fork: no checkpoint fails and the last image restarts with
-#     churn's checks passing;
+#     churn's checks passing (check);
 #   - a program with little memory (churn's 16 MiB) does not copy before the
 #     pause by default.
 set -euo pipefail
@@ -67,7 +72,7 @@ kill -9 "$pid"
 restore_checked offrestored "$work/scribble.$pid.ckpt"
 kill -9 "$(cat offrestored.pid)"
 
-CKPT_COMPRESS=1 run zstd "$scribble" 100 128 20
+CKPT_PRECOPY=check CKPT_COMPRESS=1 run zstd "$scribble" 100 128 20
 checkpoints "$pid" zstd.err 2
 quiet zstd.err
 [[ $(grep " zstd" zstd.err | grep -c "areas copied before the pause") == 2 ]] ||
@@ -76,7 +81,7 @@ kill -9 "$pid"
 restore_checked zstdrestored "$work/scribble.$pid.ckpt"
 kill -9 "$(cat zstdrestored.pid)"
 
-CKPT_INCREMENTAL=4 run inc "$scribble" 100 128 20
+CKPT_PRECOPY=check CKPT_INCREMENTAL=4 run inc "$scribble" 100 128 20
 checkpoints "$pid" inc.err 4
 quiet inc.err
 [[ $(count "areas copied before the pause" inc.err) == 4 ]] || fail "not every incremental checkpoint copied before the pause"
@@ -92,7 +97,7 @@ kill -9 "$rpid"
 restore_checked incsecond "$work/scribble.$pid.ckpt"
 kill -9 "$(cat incsecond.pid)"
 
-CKPT_PRECOPY=all CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check run incchurn "$churn" 30
+CKPT_PRECOPY=all,check CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check run incchurn "$churn" 30
 checkpoints "$pid" incchurn.err 4
 quiet incchurn.err
 [[ $(count " incremental, " incchurn.err) == 3 ]] || fail "want 3 incremental images in incchurn.err"
@@ -102,7 +107,7 @@ kill -9 "$pid"
 restore_checked incchurnrestored "$work/churn.$pid.ckpt"
 kill -9 "$(cat incchurnrestored.pid)"
 
-CKPT_PRECOPY=all run churn "$churn" 30
+CKPT_PRECOPY=all,check run churn "$churn" 30
 checkpoints "$pid" churn.err 6
 quiet churn.err
 at_least "areas copied before the pause" churn.err 1 || fail "churn never copied before the pause"

@@ -34,6 +34,10 @@ type asyncFile struct {
 
 	synced, end int64 // for wrote, on the writer goroutine
 
+	// mem holds the buffers, in scratch memory (scratch.go): in the Go
+	// heap, a precopy would copy them again each time they are written.
+	mem []byte
+
 	// With compression (see compress.go): the compressors' queue, their
 	// output buffers, and what run has written so far.
 	zjobs   chan *zjob
@@ -56,11 +60,17 @@ func newAsyncFile(fd int, bufSize int, compressors int) *asyncFile {
 	n := buffers + 2*compressors
 	f := &asyncFile{fd: fd, ops: make(chan asyncOp, 64), free: make(chan []byte, n),
 		done: make(chan struct{})}
+	zSize := 0
+	if compressors > 0 {
+		// Room for the few bytes zstd adds to data it cannot shrink.
+		zSize = (bufSize + bufSize/64 + 1024 + image.PageSize - 1) &^ (image.PageSize - 1)
+	}
+	f.mem = newScratch[byte](n * (bufSize + zSize))
 	for i := 0; i < n; i++ {
-		f.free <- make([]byte, bufSize)
+		f.free <- f.buffer(i*bufSize, bufSize)
 	}
 	if compressors > 0 {
-		f.startCompressors(compressors, n, bufSize)
+		f.startCompressors(compressors, n, func(i int) []byte { return f.buffer(n*bufSize+i*zSize, zSize)[:0] })
 	}
 	go f.run()
 	return f
@@ -120,6 +130,15 @@ func (f *asyncFile) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// buffer returns size bytes of mem from off, or of the Go heap if mem
+// could not be mapped.
+func (f *asyncFile) buffer(off, size int) []byte {
+	if f.mem == nil {
+		return make([]byte, size)
+	}
+	return f.mem[off : off+size : off+size]
+}
+
 func (f *asyncFile) get() []byte    { return <-f.free }
 func (f *asyncFile) put(buf []byte) { f.ops <- asyncOp{release: buf[:cap(buf)]} }
 
@@ -131,18 +150,23 @@ func (f *asyncFile) flush() error {
 }
 
 // close flushes and stops the writing goroutine and the compressors, and
-// zeroes the buffers: garbage now, they stay in the program's memory until
-// the Go heap reuses them, and zero pages cost the next image nothing.
+// unmaps the buffers (or zeroes them, in the Go heap: zero pages cost the
+// next image nothing).  Every write is done, and every compression with it.
 func (f *asyncFile) close() error {
 	err := f.flush()
 	close(f.ops)
 	<-f.done
 	if f.zjobs != nil {
 		close(f.zjobs)
-		for len(f.zout) > 0 {
-			b := <-f.zout
-			clear(b[:cap(b)])
-		}
+	}
+	if f.mem != nil {
+		freeScratch(f.mem)
+		f.mem = nil
+		return err
+	}
+	for f.zout != nil && len(f.zout) > 0 {
+		b := <-f.zout
+		clear(b[:cap(b)])
 	}
 	for len(f.free) > 0 {
 		clear(<-f.free)

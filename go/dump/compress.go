@@ -24,13 +24,13 @@ type zjob struct {
 }
 
 // startCompressors starts n compressing goroutines and enough output
-// buffers for every chunk that can be in flight (one per input buffer).
-func (f *asyncFile) startCompressors(n, inFlight, bufSize int) {
+// buffers for every chunk that can be in flight (one per input buffer):
+// buffer(i) is the i-th.
+func (f *asyncFile) startCompressors(n, inFlight int, buffer func(i int) []byte) {
 	f.zjobs = make(chan *zjob, inFlight)
 	f.zout = make(chan []byte, inFlight)
 	for i := 0; i < inFlight; i++ {
-		// Room for the few bytes zstd adds to data it cannot shrink.
-		f.zout <- make([]byte, 0, bufSize+bufSize/64+1024)
+		f.zout <- buffer(i)
 	}
 	f.segsEnd = image.DataStart
 	for i := 0; i < n; i++ {

@@ -52,6 +52,10 @@ type Request struct {
 	// CheckUnwritten reads those pages anyway and counts in
 	// Result.Missed the ones that changed: a test of the kernel's answer.
 	CheckUnwritten bool
+	// CheckPrecopy compares the pages of the areas the precopy took with
+	// the snapshot child's, which kept them (CKPT_PRECOPY=check), and
+	// counts in Result.PrecopyMissed the ones that differ: a test.
+	CheckPrecopy bool
 	// Scratch lists, in increasing order, address ranges of the
 	// library's own memory whose contents no image needs (scratch.go):
 	// not stored, they come back as zeros.
@@ -74,6 +78,9 @@ type Result struct {
 	// Distrusted names what made the image ignore Request.Unwritten
 	// (nofault.go): the kernel's tracking cannot be relied on here.
 	Distrusted string
+	// PrecopyMissed counts, with CheckPrecopy, the pages the precopy
+	// stored that are not what the snapshot child has.
+	PrecopyMissed uint64
 }
 
 // chunkPages is how many pages are read, checked and written at a time.
@@ -283,6 +290,16 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		for len(taken) > 0 && taken[0].Start < a.Start {
 			src.took(im, &taken[0])
 			taken = taken[1:]
+		}
+		if len(taken) > 0 && taken[0].Start == a.Start && r.CheckPrecopy {
+			// The child kept the area: the image has it from the
+			// precopy, which must agree.
+			if err := src.checkTaken(&taken[0]); err != nil {
+				return 0, fmt.Errorf("checking %#x-%#x: %w", m.Start, m.End, err)
+			}
+			src.took(im, &taken[0])
+			taken = taken[1:]
+			continue
 		}
 		if !a.Kind.Special() {
 			if err := src.copyArea(w, &a, m); err != nil {

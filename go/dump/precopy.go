@@ -67,6 +67,7 @@ type Precopy struct {
 	segs        []image.Segment
 	segsEnd     uint64
 	cuts        []uint64
+	scratch     []span.Span // PrecopyOptions.Scratch
 }
 
 // PrecopyOptions says what kind of image a Precopy begins.
@@ -74,6 +75,9 @@ type PrecopyOptions struct {
 	Track    bool     // the image gets a Tracker (Request.Track)
 	Prev     *Tracker // the image is incremental on Prev (Request.Prev)
 	Compress bool     // the image is compressed (Request.Compress)
+	// Scratch lists, in order, the library's scratch memory known now
+	// (Request.Scratch): its pages are stored as zeros.
+	Scratch []span.Span
 }
 
 // copiedArea is one area and where each of its stored pages is, in order.
@@ -105,7 +109,7 @@ func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Prec
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
 	p := &Precopy{fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
-		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart}
+		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch}
 	if o.Compress {
 		p.compressors = runtime.GOMAXPROCS(0)
 	}
@@ -266,7 +270,7 @@ func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 		pg := buf[i*P : (i+1)*P]
 		u := copiedPage{page: uint32(first + i)}
 		old, ok := a.find(first + i)
-		if bytes.Equal(pg, p.zero) {
+		if bytes.Equal(pg, p.zero) || p.scratchAt(a.m.Start+(first+i)*P) {
 			if ok && old.off != 0 {
 				a.updates = append(a.updates, u) // holds zeros now
 			}
@@ -320,6 +324,12 @@ func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
 	return nil
 }
 
+// scratchAt reports whether addr is in the library's scratch memory.
+func (p *Precopy) scratchAt(addr uint64) bool {
+	i := sort.Search(len(p.scratch), func(i int) bool { return p.scratch[i].End > addr })
+	return i < len(p.scratch) && p.scratch[i].Start <= addr
+}
+
 // find returns the note of page, if there is one.
 func (a *copiedArea) find(page uint64) (copiedPage, bool) {
 	i := sort.Search(len(a.pages), func(i int) bool { return uint64(a.pages[i].page) >= page })
@@ -351,14 +361,15 @@ func (p *Precopy) Close() error {
 }
 
 // Took stores what the pause copied of area i (which it took): the pages
-// of written, one after the other in copies in the order of written.  The
-// kernel's report need not be in order nor free of repeats (see
+// of written, one after the other in copies in the order of written; the
+// pages of gone, written too, are no longer in memory: they hold zeros.
+// The kernel's report need not be in order nor free of repeats (see
 // joinRegions in go/lib): the copies are stored in address order, a page
 // once.
-func (p *Precopy) Took(i int, written []span.Span, copies []byte) error {
+func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 	a := p.areas[i]
 	a.taken = true
-	if len(written) == 0 {
+	if len(written) == 0 && len(gone) == 0 {
 		return nil
 	}
 	if err := p.reopen(); err != nil {
@@ -367,6 +378,7 @@ func (p *Precopy) Took(i int, written []span.Span, copies []byte) error {
 	type copied struct {
 		span.Span
 		data []byte
+		gone bool
 	}
 	l := make([]copied, 0, len(written))
 	for _, sp := range written {
@@ -374,18 +386,35 @@ func (p *Precopy) Took(i int, written []span.Span, copies []byte) error {
 		if sp.Start < a.m.Start || sp.End > a.m.End || n > uint64(len(copies)) {
 			return fmt.Errorf("written pages %#x-%#x are not in area %#x-%#x", sp.Start, sp.End, a.m.Start, a.m.End)
 		}
-		l = append(l, copied{sp, copies[:n]})
+		l = append(l, copied{Span: sp, data: copies[:n]})
 		copies = copies[n:]
+	}
+	for _, sp := range gone {
+		if sp.Start < a.m.Start || sp.End > a.m.End {
+			return fmt.Errorf("dropped pages %#x-%#x are not in area %#x-%#x", sp.Start, sp.End, a.m.Start, a.m.End)
+		}
+		l = append(l, copied{Span: sp, gone: true})
 	}
 	slices.SortStableFunc(l, func(x, y copied) int { return cmp.Compare(x.Start, y.Start) })
 	var done uint64 // where the pages stored so far end
 	for _, c := range l {
 		if c.Start < done {
 			skip := min(done, c.End) - c.Start
-			c.Start, c.data = c.Start+skip, c.data[skip:]
+			c.Start = c.Start + skip
+			if !c.gone {
+				c.data = c.data[skip:]
+			}
 		}
 		done = max(done, c.End)
 		first := (c.Start - a.m.Start) / image.PageSize
+		if c.gone {
+			for pg := first; pg < (c.End-a.m.Start)/image.PageSize; pg++ {
+				if old, ok := a.find(pg); ok && old.off != 0 {
+					a.updates = append(a.updates, copiedPage{page: uint32(pg)})
+				}
+			}
+			continue
+		}
 		for off := uint64(0); off < uint64(len(c.data)); off += chunkPages * image.PageSize {
 			m := min(uint64(len(c.data))-off, chunkPages*image.PageSize)
 			buf := p.out.get()[:m]

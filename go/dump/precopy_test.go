@@ -1,11 +1,18 @@
 package dump
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
+	"golang.org/x/sys/unix"
 )
 
 // TestMerge: a pass's copies replace the notes of the same pages and fill
@@ -110,5 +117,86 @@ func TestRunsCuts(t *testing.T) {
 	runs := a.runs(0, []uint64{image.DataStart, image.DataStart + 4*image.PageSize})
 	if len(runs) != 2 || runs[0].Pages != 4 || runs[1].Page != 4 || runs[1].Pages != 6 {
 		t.Fatalf("got runs %+v, want pages 0+4 and 4+6", runs)
+	}
+}
+
+// TestPrecopyTook copies an area of this process, then stores what a pause
+// would have found: one page written again, two dropped (MADV_DONTNEED),
+// one written again with the bytes a parent holds.  The runs must hold the
+// newest bytes of every page, nothing for the dropped ones, and the page a
+// parent holds must come from it.
+func TestPrecopyTook(t *testing.T) {
+	const n = 8
+	const P = image.PageSize
+	mem, err := unix.Mmap(-1, 0, n*P, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := range mem {
+		mem[i] = byte(i/P + 1)
+	}
+	start := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	area := procfs.Mapping{Start: start, End: start + n*P, Read: true, Write: true}
+	// A parent that holds page 5 with bytes 0x55.
+	parentPage := bytes.Repeat([]byte{0x55}, P)
+	prev := &Tracker{Images: []image.Parent{{}}, pages: []trackedPage{
+		{addr: start + 5*P, hash: pageHash(parentPage), off: 1 << 20, crc: image.Checksum(parentPage)}}}
+	p, err := StartPrecopy(filepath.Join(t.TempDir(), "x.ckpt"), []procfs.Mapping{area}, PrecopyOptions{Prev: prev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Abort()
+	if err := p.Copy([]span.Span{{Start: area.Start, End: area.End}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(mem)
+	again := bytes.Repeat([]byte{0xaa}, P)
+	copy(want[1*P:], again)
+	clear(want[2*P : 4*P])
+	copy(want[5*P:], parentPage)
+	copies := append(slices.Clone(again), parentPage...)
+	err = p.Took(0, []span.Span{{Start: start + P, End: start + 2*P}, {Start: start + 5*P, End: start + 6*P}},
+		[]span.Span{{Start: start + 2*P, End: start + 4*P}}, copies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := p.taken()
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("taken: %v, %d areas", err, len(taken))
+	}
+	f, err := os.Open(p.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, n*P)
+	for _, r := range taken[0].Runs {
+		if r.Source != 0 {
+			if r.Page != 5 || r.Pages != 1 || r.Source != 1 || r.FileOff != 1<<20 {
+				t.Errorf("run from a parent %+v, want page 5 at 1 MiB of parent 1", r)
+			}
+			copy(got[5*P:], parentPage)
+			continue
+		}
+		b := make([]byte, r.Len())
+		if _, err := f.ReadAt(b, int64(r.FileOff)); err != nil {
+			t.Fatal(err)
+		}
+		if image.Checksum(b) != r.CRC {
+			t.Errorf("run %+v: CRC does not match its data", r)
+		}
+		copy(got[r.Page*P:], b)
+	}
+	for i := 0; i < n; i++ {
+		if !bytes.Equal(got[i*P:(i+1)*P], want[i*P:(i+1)*P]) {
+			t.Errorf("page %d: got %#x..., want %#x...", i, got[i*P], want[i*P])
+		}
 	}
 }

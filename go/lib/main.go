@@ -49,8 +49,9 @@ type config struct {
 	track, trackCheck bool
 	// precopy copies big areas before the pause (precopy.go) unless
 	// CKPT_PRECOPY=0.  CKPT_PRECOPY=all copies every area, however
-	// small.
-	precopy, precopyAll bool
+	// small; CKPT_PRECOPY=check (or all,check) forks the areas anyway
+	// and compares the copies with the snapshot's pages.
+	precopy, precopyAll, precopyCheck bool
 }
 
 // init runs on the runtime's own thread while the program's main() may
@@ -81,7 +82,10 @@ func init() {
 		C.ckpt_track.scan = 1
 	}
 	cfg.precopy = os.Getenv("CKPT_PRECOPY") != "0"
-	cfg.precopyAll = os.Getenv("CKPT_PRECOPY") == "all"
+	for _, o := range strings.Split(os.Getenv("CKPT_PRECOPY"), ",") {
+		cfg.precopyAll = cfg.precopyAll || o == "all"
+		cfg.precopyCheck = cfg.precopyCheck || o == "check"
+	}
 	// Relative to the directory the program started in (the shim noted
 	// it), not to wherever it is by now or when a checkpoint comes.
 	if wd := C.GoString(&C.ckpt_start_cwd[0]); wd != "" && !filepath.IsAbs(cfg.dir) {
@@ -223,7 +227,8 @@ func checkpoint(child int, cfg *config, compress bool, prev *dump.Tracker, pre *
 			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
-		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1, Prev: prev}
+		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1, Prev: prev,
+		CheckPrecopy: cfg.precopyCheck}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()
 	req.Path = imagePath(cfg, int(req.Process.PID))
@@ -271,6 +276,9 @@ func checkpoint(child int, cfg *config, compress bool, prev *dump.Tracker, pre *
 			"write tracking: incremental checkpoints compare page hashes from now on\n", res.Distrusted)
 		writes.stop()
 		cfg.track = false
+	}
+	if res.PrecopyMissed > 0 {
+		logf(cfg, "ckpt: the copy before the pause missed %d changed pages\n", res.PrecopyMissed)
 	}
 	if res.Missed > 0 {
 		logf(cfg, "ckpt: write tracking missed %d changed pages among %d it said were unwritten\n", res.Missed, res.Unread)

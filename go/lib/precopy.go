@@ -7,6 +7,8 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/dump"
@@ -44,6 +46,9 @@ import (
 //
 // CKPT_PRECOPY=0 turns it off, and CKPT_PRECOPY=all (for tests) uses it
 // for every private anonymous area, however little it holds.
+// CKPT_PRECOPY=check (for tests; "all,check" for both) leaves the areas in
+// the fork as well, and the image's pages are compared with the snapshot
+// child's.
 
 const (
 	// precopyArea is the least resident memory of an area copied before
@@ -65,6 +70,7 @@ type precopyRun struct {
 	p       *dump.Precopy
 	asked   []int  // the precopy's area for each area handed to the shim
 	scratch []byte // the pause's copies: populated, left out of forks
+	check   bool   // CKPT_PRECOPY=check: the fork keeps the areas
 }
 
 // startPrecopy runs steps 1 and 2 for an image at path, incremental on prev
@@ -87,14 +93,29 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *
 	if areas == nil {
 		return nil
 	}
-	p, err := dump.StartPrecopy(path, areas, dump.PrecopyOptions{Track: cfg.chain > 1, Prev: prev, Compress: compress})
+	scratch := []span.Span{writes.scratch()}
+	if chain.tracker != nil {
+		if sp, ok := chain.tracker.Scratch(); ok {
+			scratch = span.Insert(scratch, sp)
+		}
+	}
+	p, err := dump.StartPrecopy(path, areas,
+		dump.PrecopyOptions{Track: cfg.chain > 1, Prev: prev, Compress: compress, Scratch: scratch})
 	if err != nil {
 		return nil
 	}
-	run := &precopyRun{p: p}
+	run := &precopyRun{p: p, check: cfg.precopyCheck}
 	if err := run.copy(first); err != nil {
 		run.abort()
 		return nil
+	}
+	if compress {
+		// The compressors' encoders (several MiB each) stay pooled in
+		// the Go heap, where the snapshot would hold them: without the
+		// precopy they only come after it.  A pool lets go of what
+		// survived two collections.
+		runtime.GC()
+		debug.FreeOSMemory()
 	}
 	run.handOver()
 	return run
@@ -115,6 +136,7 @@ func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first 
 	}
 	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
 	own := writes.scratch()
+	heap := goHeap()
 	var candidates []procfs.Mapping
 	var resident uint64
 	for _, s := range smapsAreas(text) {
@@ -122,7 +144,8 @@ func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first 
 		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
 		// marks are taken off again after the fork, theirs would go too.
 		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!all && s.rss < precopyArea) ||
-			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) {
+			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) ||
+			m.Start <= heap && heap < m.End {
 			continue
 		}
 		candidates = append(candidates, m)
@@ -155,6 +178,19 @@ func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first 
 		}
 	}
 	return areas, first
+}
+
+// heapProbe is where goHeap's allocation escapes to.
+var heapProbe []byte
+
+// goHeap returns an address in the library's Go heap.  The copy itself
+// writes there all the time (the compressors' state, the scans'
+// answers): its pages would be copied again at every pass, and a
+// compressed image would keep every copy.  It is forked instead, a few
+// MiB.
+func goHeap() uint64 {
+	heapProbe = make([]byte, 64<<10)
+	return uint64(uintptr(unsafe.Pointer(&heapProbe[0])))
 }
 
 // churned lists the areas a pause found changed, untracked or too
@@ -240,6 +276,10 @@ func (r *precopyRun) handOver() {
 		pc.n++
 	}
 	pc.scratch, pc.scratch_len = (*C.uint8_t)(unsafe.Pointer(&r.scratch[0])), C.uint64_t(len(r.scratch))
+	pc.keep = 0
+	if r.check {
+		pc.keep = 1
+	}
 	r.p.Close()
 }
 
@@ -262,13 +302,17 @@ func (r *precopyRun) tookOver() (*dump.Precopy, string, error) {
 		if a.state != C.CK_PRECOPY_TAKEN {
 			continue
 		}
-		var written []span.Span
+		var written, gone []span.Span
 		var n uint64
 		for _, g := range regions[a.first : a.first+a.n] {
+			if g.Categories&(uapi.PageIsPresent|uapi.PageIsSwapped) == 0 {
+				gone = append(gone, span.Span{Start: g.Start, End: g.End})
+				continue
+			}
 			written = append(written, span.Span{Start: g.Start, End: g.End})
 			n += g.End - g.Start
 		}
-		if err := r.p.Took(r.asked[k], written, r.scratch[a.scratch_off:a.scratch_off+C.uint64_t(n)]); err != nil {
+		if err := r.p.Took(r.asked[k], written, gone, r.scratch[a.scratch_off:a.scratch_off+C.uint64_t(n)]); err != nil {
 			return nil, "", err
 		}
 		took++
