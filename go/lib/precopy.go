@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/dump"
@@ -128,7 +129,7 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *
 // lists what to copy first: the pages written since the snapshot of image
 // since (if not zero) where the kernel tracked them all along, else the
 // whole area.
-func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first []span.Span) {
+func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, first []span.Span) {
 	writes.lost = writes.lost[:0]
 	text, err := procfs.ReadFile("/proc/self/smaps")
 	if err != nil {
@@ -136,22 +137,23 @@ func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first 
 	}
 	uffd, pm := int(C.ckpt_track.uffd), int(C.ckpt_track.pagemap)
 	own := writes.scratch()
-	heap := goHeap()
+	all := smapsAreas(text)
+	heap := goHeap(all)
 	var candidates []procfs.Mapping
 	var resident uint64
-	for _, s := range smapsAreas(text) {
+	for _, s := range all {
 		m := s.Mapping
 		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
 		// marks are taken off again after the fork, theirs would go too.
-		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!all && s.rss < precopyArea) ||
+		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!every && s.rss < precopyArea) ||
 			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) ||
-			m.Start <= heap && heap < m.End {
+			heap.Start < m.End && m.Start < heap.End {
 			continue
 		}
 		candidates = append(candidates, m)
 		resident += s.rss
 	}
-	if !all && resident < precopyTotal {
+	if !every && resident < precopyTotal {
 		return nil, nil
 	}
 	for _, m := range candidates {
@@ -183,14 +185,29 @@ func precopyAreas(all bool, since image.ImageID) (areas []procfs.Mapping, first 
 // heapProbe is where goHeap's allocation escapes to.
 var heapProbe []byte
 
-// goHeap returns an address in the library's Go heap.  The copy itself
-// writes there all the time (the compressors' state, the scans'
-// answers): its pages would be copied again at every pass, and a
+// goHeap returns the library's Go heap among areas: the anonymous areas
+// next to each other around the one an allocation lands in (the runtime
+// reserves its arenas in one stretch and maps parts of them as it grows).
+// The copy itself writes there all the time (the compressors' state, the
+// scans' answers): its pages would be copied again at every pass, and a
 // compressed image would keep every copy.  It is forked instead, a few
 // MiB.
-func goHeap() uint64 {
+func goHeap(areas []smapsArea) span.Span {
 	heapProbe = make([]byte, 64<<10)
-	return uint64(uintptr(unsafe.Pointer(&heapProbe[0])))
+	addr := uint64(uintptr(unsafe.Pointer(&heapProbe[0])))
+	i := sort.Search(len(areas), func(i int) bool { return areas[i].End > addr })
+	if i == len(areas) || areas[i].Start > addr {
+		return span.Span{}
+	}
+	anon := func(k int) bool { return areas[k].Inode == 0 && areas[k].Name == "" && !areas[k].Shared }
+	lo, hi := i, i
+	for lo > 0 && areas[lo-1].End == areas[lo].Start && anon(lo-1) {
+		lo--
+	}
+	for hi+1 < len(areas) && areas[hi].End == areas[hi+1].Start && anon(hi+1) {
+		hi++
+	}
+	return span.Span{Start: areas[lo].Start, End: areas[hi].End}
 }
 
 // churned lists the areas a pause found changed, untracked or too
