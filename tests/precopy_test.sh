@@ -50,19 +50,30 @@ run() {
 	wait_for at_least . "$name.out" 3 || fail "$name did not start"
 }
 
+# generations NAME N M: scribble started by run NAME, checkpointed N times,
+# each copying before the pause, is killed and its image restarted; the
+# restored process, checkpointed M times the same way (NAME-restored.err),
+# is killed and its image restarted.
+generations() {
+	local name=$1 n=$2 m=$3 rpid
+	checkpoints "$pid" "$name.err" "$n"
+	quiet "$name.err"
+	[[ $(count "areas copied before the pause" "$name.err") == "$n" ]] ||
+		fail "$name: not every checkpoint copied before the pause"
+	kill -9 "$pid"
+	restore_checked "$name-restored" "$work/scribble.$pid.ckpt"
+	rpid=$(cat "$name-restored.pid")
+	checkpoints "$rpid" "$name-restored.err" "$m"
+	quiet "$name-restored.err"
+	[[ $(count "areas copied before the pause" "$name-restored.err") == "$m" ]] ||
+		fail "$name: the restored process did not copy before the pause"
+	kill -9 "$rpid"
+	restore_checked "$name-again" "$work/scribble.$pid.ckpt"
+	kill -9 "$(cat "$name-again.pid")"
+}
+
 run orig "$scribble" 100 128 20
-checkpoints "$pid" orig.err 5
-quiet orig.err
-[[ $(count "areas copied before the pause" orig.err) == 5 ]] || fail "not every checkpoint copied before the pause"
-kill -9 "$pid"
-restore_checked first "$work/scribble.$pid.ckpt"
-rpid=$(cat first.pid)
-checkpoints "$rpid" first.err 2
-quiet first.err
-[[ $(count "areas copied before the pause" first.err) == 2 ]] || fail "the restored process did not copy before the pause"
-kill -9 "$rpid"
-restore_checked second "$work/scribble.$pid.ckpt"
-kill -9 "$(cat second.pid)"
+generations orig 5 2
 
 CKPT_PRECOPY=0 run off "$scribble" 100 128 20
 checkpoints "$pid" off.err 2
@@ -82,20 +93,9 @@ restore_checked zstdrestored "$work/scribble.$pid.ckpt"
 kill -9 "$(cat zstdrestored.pid)"
 
 CKPT_PRECOPY=check CKPT_INCREMENTAL=4 run inc "$scribble" 100 128 20
-checkpoints "$pid" inc.err 4
-quiet inc.err
-[[ $(count "areas copied before the pause" inc.err) == 4 ]] || fail "not every incremental checkpoint copied before the pause"
+generations inc 4 2
 [[ $(count " incremental, " inc.err) == 3 ]] || fail "want 3 incremental images in inc.err"
-kill -9 "$pid"
-restore_checked increstored "$work/scribble.$pid.ckpt"
-rpid=$(cat increstored.pid)
-checkpoints "$rpid" increstored.err 2
-quiet increstored.err
-[[ $(count "areas copied before the pause" increstored.err) == 2 ]] || fail "the restored process did not copy before the pause"
-[[ $(count " incremental, " increstored.err) == 1 ]] || fail "the restored process wrote no incremental image"
-kill -9 "$rpid"
-restore_checked incsecond "$work/scribble.$pid.ckpt"
-kill -9 "$(cat incsecond.pid)"
+[[ $(count " incremental, " inc-restored.err) == 1 ]] || fail "the restored process wrote no incremental image"
 
 CKPT_PRECOPY=all,check CKPT_INCREMENTAL=4 CKPT_TRACK_WRITES=check run incchurn "$churn" 30
 checkpoints "$pid" incchurn.err 4

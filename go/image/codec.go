@@ -2,6 +2,7 @@ package image
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -71,8 +72,16 @@ func Compress(dst, p []byte) ([]byte, bool) {
 	return out, true
 }
 
+// decodeSlack is room after a segment's raw bytes that the zstd decoder may
+// write past what it decoded so far (its compressedBlockOverAlloc), which
+// lets it take its fast paths.
+const decodeSlack = 64
+
 // decompress decodes the segment's stored bytes into raw, which is exactly
-// RawLen bytes long.
+// RawLen bytes long.  The decoder may write into raw's capacity beyond
+// RawLen, and takes raw literals straight from stored: a capacity that
+// reaches stored would overwrite them before they are copied, so raw's is
+// cut to RawLen then (the decoder allocates what it wants instead).
 func (s *Segment) decompress(raw, stored []byte) error {
 	switch s.Codec {
 	case CodecNone:
@@ -88,15 +97,32 @@ func (s *Segment) decompress(raw, stored []byte) error {
 				return err
 			}
 		}
-		out, err := dec.DecodeAll(stored, raw[:0])
+		dst := raw[:0]
+		if reaches(raw, stored) {
+			dst = raw[:0:len(raw)]
+		}
+		out, err := dec.DecodeAll(stored, dst)
 		decoders.Put(dec)
 		if err != nil {
 			return corrupt("segment at file offset %#x: %v", s.FileOff, err)
 		}
-		if len(out) != len(raw) || &out[0] != &raw[0] {
+		if len(out) != len(raw) {
 			return corrupt("segment at file offset %#x holds %d bytes, not %d", s.FileOff, len(out), len(raw))
+		}
+		if &out[0] != &raw[0] {
+			copy(raw, out)
 		}
 		return nil
 	}
 	return corrupt("segment at file offset %#x has unknown codec %d", s.FileOff, s.Codec)
+}
+
+// reaches reports whether b's capacity (from its start) overlaps c.
+func reaches(b, c []byte) bool {
+	if cap(b) == 0 || len(c) == 0 {
+		return false
+	}
+	bs := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	cs := uintptr(unsafe.Pointer(unsafe.SliceData(c)))
+	return bs < cs+uintptr(len(c)) && cs < bs+uintptr(cap(b))
 }

@@ -881,8 +881,10 @@ func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error 
 	runs := im.ownRuns()
 	return parallel(len(im.Segments), done, func(i int, buf *[]byte) (uint64, error) {
 		s := &im.Segments[i]
-		b := grow(buf, s.RawLen+s.StoredLen)
-		stored := b[s.RawLen:]
+		// The stored bytes first: the decoder may write a little past
+		// the raw ones (decompress).
+		b := grow(buf, s.StoredLen+s.RawLen+decodeSlack)
+		stored := b[:s.StoredLen]
 		if _, err := r.ReadAt(stored, int64(s.FileOff)); err != nil {
 			return 0, fmt.Errorf("reading the segment at file offset %#x: %w", s.FileOff, err)
 		}
@@ -891,7 +893,7 @@ func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error 
 		}
 		raw := stored
 		if s.Codec != CodecNone {
-			raw = b[:s.RawLen]
+			raw = b[s.StoredLen : s.StoredLen+s.RawLen]
 			if err := s.decompress(raw, stored); err != nil {
 				return 0, err
 			}
