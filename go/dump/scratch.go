@@ -1,7 +1,12 @@
 package dump
 
 import (
+	"slices"
+	"sort"
+	"sync"
 	"unsafe"
+
+	"github.com/ckpt/ckpt/go/image"
 
 	"github.com/ckpt/ckpt/go/span"
 	"golang.org/x/sys/unix"
@@ -15,17 +20,109 @@ import (
 // Request.Scratch, and images keep its addresses but not its contents: it
 // comes back as zeros.
 
-// newScratch returns an empty slice with room for n values in a mapping of
-// its own, or nil if there is none.  Only what is written of it becomes
+// Scratch memory comes from one stretch of address space reserved once
+// (arena), not from wherever the kernel finds room: a program that unmaps
+// a range of its own and maps it again with MAP_FIXED (tests/progs/churn
+// moves an area so) expects no other thread to map anything there in
+// between.  Library memory placed in such a hole was replaced under it
+// (a fault in the library), or held the program's memory when the library
+// wrote to it.  The Go runtime's own mappings can still land there.
+const arenaSize = 16 << 30
+
+var arena struct {
+	sync.Mutex
+	base  unsafe.Pointer // nil: not reserved (yet)
+	tried bool
+	free  []span.Span // offsets from base, in order, not touching
+}
+
+// mapScratch maps n bytes (rounded up to pages) of scratch memory, from
+// the arena while it has room, or nil.
+func mapScratch(n int) []byte {
+	if n <= 0 {
+		return nil
+	}
+	size := (uint64(n) + image.PageSize - 1) &^ (image.PageSize - 1)
+	arena.Lock()
+	defer arena.Unlock()
+	if !arena.tried {
+		arena.tried = true
+		p, err := unix.MmapPtr(-1, 0, nil, arenaSize, unix.PROT_NONE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err == nil {
+			arena.base, arena.free = p, []span.Span{{Start: 0, End: arenaSize}}
+		}
+	}
+	for i, sp := range arena.free {
+		if sp.End-sp.Start < size {
+			continue
+		}
+		p, err := unix.MmapPtr(-1, 0, unsafe.Add(arena.base, sp.Start), uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED)
+		if err != nil {
+			break
+		}
+		if arena.free[i].Start += size; arena.free[i].Start == sp.End {
+			arena.free = slices.Delete(arena.free, i, i+1)
+		}
+		return unsafe.Slice((*byte)(p), size)
+	}
+	b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// unmapScratch gives back what mapScratch mapped: to the arena (mapped
+// again without access, its pages dropped), or to the kernel.
+func unmapScratch(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	size := (uint64(cap(b)) + image.PageSize - 1) &^ (image.PageSize - 1)
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	arena.Lock()
+	defer arena.Unlock()
+	if arena.base == nil || uintptr(p) < uintptr(arena.base) || uintptr(p) >= uintptr(arena.base)+arenaSize {
+		unix.Munmap(b[:cap(b)])
+		return
+	}
+	off := uint64(uintptr(p) - uintptr(arena.base))
+	if _, err := unix.MmapPtr(-1, 0, p, uintptr(size), unix.PROT_NONE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED); err != nil {
+		return // leaked, not reused: it may still hold pages
+	}
+	l := arena.free
+	i := sort.Search(len(l), func(i int) bool { return l[i].Start >= off })
+	l = slices.Insert(l, i, span.Span{Start: off, End: off + size})
+	if i+1 < len(l) && l[i].End == l[i+1].Start {
+		l[i].End = l[i+1].End
+		l = slices.Delete(l, i+1, i+2)
+	}
+	if i > 0 && l[i-1].End == l[i].Start {
+		l[i-1].End = l[i].End
+		l = slices.Delete(l, i, i+1)
+	}
+	arena.free = l
+}
+
+// MapScratch and UnmapScratch give go/lib scratch memory of its own (see
+// Request.Scratch for what images do with it).
+func MapScratch(n int) []byte { return mapScratch(n) }
+func UnmapScratch(b []byte)   { unmapScratch(b) }
+
+// newScratch returns an empty slice with room for n values in scratch
+// memory, or nil if there is none.  Only what is written of it becomes
 // resident.
 func newScratch[T any](n int) []T {
 	if n == 0 {
 		return nil
 	}
 	var v T
-	b, err := unix.Mmap(-1, 0, n*int(unsafe.Sizeof(v)), unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-	if err != nil {
+	b := mapScratch(n * int(unsafe.Sizeof(v)))
+	if b == nil {
 		return nil
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)[:0]
@@ -36,7 +133,7 @@ func freeScratch[T any](s []T) {
 	if cap(s) == 0 {
 		return
 	}
-	unix.Munmap(scratchBytes(s))
+	unmapScratch(scratchBytes(s))
 }
 
 func scratchBytes[T any](s []T) []byte {

@@ -113,6 +113,11 @@ func programName() string {
 // must find this one running C, not Go.
 func coordinate(fd int, cfg *config) {
 	runtime.LockOSThread()
+	// The runtime maps getrandom's state on a thread's first call: now,
+	// not while the program runs, which may map over a range it just
+	// unmapped (see go/dump/scratch.go).
+	var id image.ImageID
+	unix.Getrandom(id[:], 0)
 	var b [1]byte
 	restored := false // since the last checkpoint: restart may still load pages
 	for {

@@ -253,9 +253,9 @@ func (r *precopyRun) copy(first []span.Span) error {
 			break
 		}
 	}
-	b, err := unix.Mmap(-1, 0, int(budget), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return fmt.Errorf("mapping scratch memory: %w", err)
+	b := dump.MapScratch(int(budget))
+	if b == nil {
+		return fmt.Errorf("mapping scratch memory: no memory")
 	}
 	r.scratch = b
 	if err := unix.Madvise(b, unix.MADV_DONTFORK); err != nil {
@@ -352,7 +352,7 @@ func (r *precopyRun) tookOver() (*dump.Precopy, string, error) {
 
 func (r *precopyRun) unmapScratch() {
 	if r.scratch != nil {
-		unix.Munmap(r.scratch)
+		dump.UnmapScratch(r.scratch)
 		r.scratch = nil
 	}
 	C.ckpt_precopy.scratch, C.ckpt_precopy.scratch_len = nil, 0

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/ckpt/ckpt/go/dump"
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
 	"github.com/ckpt/ckpt/go/span"
@@ -114,13 +115,12 @@ func (w *writeTracking) start() error {
 // its contents out (scratch).
 func growRegions(n uint64) error {
 	t := &C.ckpt_track
-	b, err := unix.Mmap(-1, 0, int(n)*int(unsafe.Sizeof(uapi.PageRegion{})), unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-	if err != nil {
-		return fmt.Errorf("mapping a buffer for the written pages: %w", err)
+	b := dump.MapScratch(int(n) * int(unsafe.Sizeof(uapi.PageRegion{})))
+	if b == nil {
+		return fmt.Errorf("mapping a buffer for the written pages: no memory")
 	}
 	if t.regions != nil {
-		unix.Munmap(regionBuffer())
+		dump.UnmapScratch(regionBuffer())
 	}
 	t.regions, t.cap, t.n = (*C.uint64_t)(unsafe.Pointer(&b[0])), C.uint64_t(n), 0
 	return nil
@@ -145,7 +145,7 @@ func regionBuffer() []byte {
 func (w *writeTracking) stop() {
 	unix.Close(int(C.ckpt_track.uffd))
 	unix.Close(int(C.ckpt_track.pagemap))
-	unix.Munmap(regionBuffer())
+	dump.UnmapScratch(regionBuffer())
 	C.ckpt_track.regions, C.ckpt_track.cap, C.ckpt_track.n = nil, 0, 0
 	w.forget()
 }
