@@ -63,7 +63,7 @@ func newAsyncFile(fd int, bufSize int, compressors int) *asyncFile {
 	zSize := 0
 	if compressors > 0 {
 		// Room for the few bytes zstd adds to data it cannot shrink.
-		zSize = (bufSize + bufSize/64 + 1024 + image.PageSize - 1) &^ (image.PageSize - 1)
+		zSize = int(pageRound(uint64(bufSize + bufSize/64 + 1024)))
 	}
 	f.mem = newScratch[byte](n * (bufSize + zSize))
 	for i := 0; i < n; i++ {

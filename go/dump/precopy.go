@@ -218,9 +218,7 @@ func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
 	}
 	for i := uint64(0); i < n; {
 		if !present(i) {
-			if old, ok := a.find(first + i); ok && old.off != 0 {
-				a.updates = append(a.updates, copiedPage{page: uint32(first + i)})
-			}
+			a.dropped(first + i)
 			i++
 			continue
 		}
@@ -330,6 +328,14 @@ func (p *Precopy) scratchAt(addr uint64) bool {
 	return i < len(p.scratch) && p.scratch[i].Start <= addr
 }
 
+// dropped notes that page holds zeros now (it is no longer in memory), if
+// a copy of it is noted.
+func (a *copiedArea) dropped(page uint64) {
+	if old, ok := a.find(page); ok && old.off != 0 {
+		a.updates = append(a.updates, copiedPage{page: uint32(page)})
+	}
+}
+
 // find returns the note of page, if there is one.
 func (a *copiedArea) find(page uint64) (copiedPage, bool) {
 	i := sort.Search(len(a.pages), func(i int) bool { return uint64(a.pages[i].page) >= page })
@@ -409,9 +415,7 @@ func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 		first := (c.Start - a.m.Start) / image.PageSize
 		if c.gone {
 			for pg := first; pg < (c.End-a.m.Start)/image.PageSize; pg++ {
-				if old, ok := a.find(pg); ok && old.off != 0 {
-					a.updates = append(a.updates, copiedPage{page: uint32(pg)})
-				}
+				a.dropped(pg)
 			}
 			continue
 		}

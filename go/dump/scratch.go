@@ -6,8 +6,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/ckpt/ckpt/go/image"
-
 	"github.com/ckpt/ckpt/go/span"
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +40,7 @@ func mapScratch(n int) []byte {
 	if n <= 0 {
 		return nil
 	}
-	size := (uint64(n) + image.PageSize - 1) &^ (image.PageSize - 1)
+	size := pageRound(uint64(n))
 	arena.Lock()
 	defer arena.Unlock()
 	if !arena.tried {
@@ -81,7 +79,7 @@ func unmapScratch(b []byte) {
 	if cap(b) == 0 {
 		return
 	}
-	size := (uint64(cap(b)) + image.PageSize - 1) &^ (image.PageSize - 1)
+	size := pageRound(uint64(cap(b)))
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	arena.Lock()
 	defer arena.Unlock()

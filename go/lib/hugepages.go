@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/procfs"
+	"github.com/ckpt/ckpt/go/span"
 	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
@@ -166,6 +167,14 @@ func scanPagemap(pm int, start, end, flags, mask, ret uint64, out bool) ([]uapi.
 		start = arg.WalkEnd
 	}
 	return joinRegions(regions), nil
+}
+
+// appendSpans appends the address ranges of regions to l.
+func appendSpans(l []span.Span, regions []uapi.PageRegion) []span.Span {
+	for _, r := range regions {
+		l = append(l, span.Span{Start: r.Start, End: r.End})
+	}
+	return l
 }
 
 // joinRegions sorts regions and joins those that touch or overlap with the

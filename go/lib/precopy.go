@@ -158,11 +158,7 @@ func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, firs
 	}
 	for _, m := range candidates {
 		tracked := since != (image.ImageID{}) && writes.tracksSince(since, m.Start, m.End)
-		reg := struct {
-			uapi.UffdioRange
-			ioctls uint64
-		}{UffdioRange: uapi.UffdioRange{Start: m.Start, Len: m.End - m.Start, Mode: uapi.UffdRegisterModeWP}}
-		if uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg)) != nil {
+		if registerWP(uffd, m.Start, m.End) != nil {
 			continue // another userfaultfd has it
 		}
 		written, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, tracked)
@@ -175,9 +171,7 @@ func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, firs
 		if !tracked {
 			first = append(first, span.Span{Start: m.Start, End: m.End})
 		}
-		for _, g := range written {
-			first = append(first, span.Span{Start: g.Start, End: g.End})
-		}
+		first = appendSpans(first, written)
 	}
 	return areas, first
 }
@@ -235,16 +229,16 @@ func (r *precopyRun) copy(first []span.Span) error {
 	pm := int(C.ckpt_track.pagemap)
 	for pass := 0; pass < precopyPasses; pass++ {
 		var written []span.Span
-		var n uint64 // bytes written since the last pass
 		for _, m := range areas {
 			regions, err := scanPagemap(pm, m.Start, m.End, uapi.PMScanWPMatching, uapi.PageIsWritten, uapi.PageIsWritten, true)
 			if err != nil {
 				return fmt.Errorf("asking the kernel for written pages: %w", err)
 			}
-			for _, g := range regions {
-				written = append(written, span.Span{Start: g.Start, End: g.End})
-				n += g.End - g.Start
-			}
+			written = appendSpans(written, regions)
+		}
+		var n uint64 // bytes written since the last pass
+		for _, sp := range written {
+			n += sp.End - sp.Start
 		}
 		if err := r.p.Copy(written); err != nil {
 			return err

@@ -177,11 +177,7 @@ func (w *writeTracking) prepare() {
 			continue
 		}
 		for _, sp := range span.Subtract([]span.Span{{Start: m.Start, End: m.End}}, known) {
-			reg := struct {
-				uapi.UffdioRange
-				ioctls uint64
-			}{UffdioRange: uapi.UffdioRange{Start: sp.Start, Len: sp.End - sp.Start, Mode: uapi.UffdRegisterModeWP}}
-			if uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg)) != nil {
+			if registerWP(uffd, sp.Start, sp.End) != nil {
 				continue // taken by another userfaultfd, or not allowed: hashed
 			}
 			// Protect what is populated, with no output; untouched
@@ -191,6 +187,16 @@ func (w *writeTracking) prepare() {
 			w.fresh = append(w.fresh, sp)
 		}
 	}
+}
+
+// registerWP registers [start, end) with the userfaultfd uffd for
+// asynchronous write protection.
+func registerWP(uffd int, start, end uint64) error {
+	reg := struct {
+		uapi.UffdioRange
+		ioctls uint64
+	}{UffdioRange: uapi.UffdioRange{Start: start, Len: end - start, Mode: uapi.UffdRegisterModeWP}}
+	return uapi.Ioctl(uffd, uapi.UffdioRegister, unsafe.Pointer(&reg))
 }
 
 // trackable reports whether m is private memory the program can write,
@@ -214,10 +220,7 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	}
 	// Registrations only end between snapshots (munmap, mremap), and
 	// only prepare adds them: what is registered now was at the snapshot.
-	w.known = w.known[:0]
-	for _, r := range registered {
-		w.known = append(w.known, span.Span{Start: r.Start, End: r.End})
-	}
+	w.known = appendSpans(w.known[:0], registered)
 	switch {
 	case t.err == C.ENOSPC:
 		// The pages past the last region reported stay written:
@@ -236,10 +239,7 @@ func (w *writeTracking) unwritten(prev image.ImageID) ([]span.Span, error) {
 	if t.n > 0 {
 		regions = joinRegions(slices.Clone(unsafe.Slice((*uapi.PageRegion)(unsafe.Pointer(t.regions)), t.n)))
 	}
-	written := make([]span.Span, 0, len(regions))
-	for _, r := range regions {
-		written = append(written, span.Span{Start: r.Start, End: r.End})
-	}
+	written := appendSpans(nil, regions)
 	if !w.from(prev) {
 		return nil, nil
 	}
