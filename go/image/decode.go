@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/ckpt/ckpt/go/fresh"
 )
 
 // Errors a reader returns, wrapped with details; test with errors.Is.
@@ -89,7 +93,13 @@ func read(r io.ReaderAt, size int64, outline bool) (*Image, *Header, error) {
 		return nil, nil, corrupt("%d bytes, the header says %d", size, h.FileSize)
 	}
 	d := &decoder{r: r, at: int64(h.MetaOff), total: int(h.MetaLen), version: h.Version, skipRuns: outline}
+	T0 := time.Now()
 	im, err := d.meta()
+	if os.Getenv("CKPT_TR") != "" {
+		defer func(t1 time.Time) {
+			fmt.Fprintf(os.Stderr, "tr image meta %v validate %v\n", t1.Sub(T0), time.Since(t1))
+		}(time.Now())
+	}
 	if d.finish() != h.MetaCRC {
 		// Damage shows as a checksum mismatch, whatever else it broke.
 		return nil, nil, fmt.Errorf("%w in the metadata", ErrChecksum)
@@ -249,7 +259,7 @@ func (d *decoder) runs() []Run {
 		}
 		return nil
 	}
-	rs := make([]Run, n)
+	rs := fresh.Slice[Run](n)
 	le := binary.LittleEndian
 	for j := 0; j < len(rs); {
 		// As many as the buffer holds at a time: megabytes of them.
@@ -507,7 +517,7 @@ func (im *Image) validate(metaOff uint64, outline bool) error {
 	if outline {
 		return nil
 	}
-	if err := im.checkOverlap(); err != nil {
+	if err := im.checkOverlap(dataEnd); err != nil {
 		return err
 	}
 	return im.checkRunsInSegments()
@@ -667,135 +677,65 @@ func (im *Image) checkRuns(runs []Run, pages uint64, dataEnd uint64) error {
 	return nil
 }
 
-// checkOverlap checks that no two runs share data.  Runs written in file
-// order are checked as they come, without a copy of the runs (a 2 GiB
-// image may have 262,000).  Otherwise the runs fall into a few stretches in
-// file order (a checkpoint that copied memory before its pause stores that
-// first, the rest after, and pages copied late at the end): if their
-// ranges do not interleave, that is all; otherwise they are merged as they
-// are, and only many stretches are copied and sorted.
-func (im *Image) checkOverlap() error {
-	var heads []runPos     // where each stretch in file order starts
-	var left []int         // how many runs each has
-	var bounds [][2]uint64 // the file range each spans
-	end := uint64(0)
-	im.eachOwnRun(func(r Run, p runPos) {
-		if len(heads) == 0 || r.FileOff < end {
-			heads, left, bounds = append(heads, p), append(left, 0), append(bounds, [2]uint64{r.FileOff, 0})
-		}
-		end = r.FileOff + r.Len()
-		left[len(left)-1]++
-		bounds[len(bounds)-1][1] = end
-	})
-	if len(heads) <= 1 {
-		return nil
-	}
-	// Usually the stretches do not even interleave.
-	byStart := slices.Clone(bounds)
-	slices.SortFunc(byStart, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
-	apart := true
-	for i := 1; i < len(byStart); i++ {
-		apart = apart && byStart[i][0] >= byStart[i-1][1]
-	}
-	if apart {
-		return nil
-	}
-	var prev Run
-	var prevAt runPos
-	check := func(r Run, p runPos) error {
-		if prev.Pages != 0 && r.FileOff < prev.FileOff+prev.Len() {
-			return corrupt("the data of %s at %#x overlaps that of %s at %#x",
-				p.what(im), r.FileOff, prevAt.what(im), prev.FileOff)
-		}
-		prev, prevAt = r, p
-		return nil
-	}
-	if len(heads) > 64 {
-		var all []runPos
-		im.eachOwnRun(func(_ Run, p runPos) { all = append(all, p) })
-		slices.SortFunc(all, func(a, b runPos) int { return cmp.Compare(a.run(im).FileOff, b.run(im).FileOff) })
-		for _, p := range all {
-			if err := check(p.run(im), p); err != nil {
-				return err
+// checkOverlap checks that no two runs share data, with a bit for each
+// page of data (32 KiB for a GiB).  Where the runs lie in the file is up to
+// the writer (checkRuns): a checkpoint that copied memory before its pause
+// stores the pages copied again after the rest, so a 2 GiB image of
+// 262,000 runs can come in stretches that interleave, which sorting or
+// merging took longer than everything else restart --lazy does before the
+// program runs again.  checkRuns has put every run of this image's own
+// between DataStart and dataEnd.
+func (im *Image) checkOverlap(dataEnd uint64) error {
+	used := make([]uint64, (dataEnd-DataStart)/PageSize/64+1)
+	lists := im.runLists()
+	for i, rs := range lists {
+		for j, r := range rs {
+			if r.Source == 0 && markPages(used, (r.FileOff-DataStart)/PageSize, r.Pages) {
+				return im.overlapError(lists, i, j)
 			}
 		}
-		return nil
 	}
-	cur := make([]Run, len(heads))
-	for s := range heads {
-		cur[s] = heads[s].run(im)
-	}
-	for {
-		k := -1
-		for s := range heads {
-			if left[s] > 0 && (k < 0 || cur[s].FileOff < cur[k].FileOff) {
-				k = s
-			}
-		}
-		if k < 0 {
-			return nil
-		}
-		if err := check(cur[k], heads[k]); err != nil {
-			return err
-		}
-		if left[k]--; left[k] > 0 {
-			heads[k] = im.nextOwn(heads[k])
-			cur[k] = heads[k].run(im)
-		}
-	}
+	return nil
 }
 
-// runPos is where a run is in the metadata: area or file owner, run i.
-type runPos struct {
-	file     bool
-	owner, i int
-}
-
-func (p runPos) runs(im *Image) []Run {
-	if p.file {
-		return im.Files[p.owner].Runs
+// markPages sets the bits of pages first to first+n-1 in used and reports
+// whether one was set already.
+func markPages(used []uint64, first, n uint64) (clash bool) {
+	for n > 0 {
+		w, b := first/64, first%64
+		k := min(n, 64-b)
+		mask := ^uint64(0) >> (64 - k) << b
+		clash = clash || used[w]&mask != 0
+		used[w] |= mask
+		first, n = first+k, n-k
 	}
-	return im.Areas[p.owner].Runs
+	return clash
 }
 
-func (p runPos) run(im *Image) Run { return p.runs(im)[p.i] }
-
-func (p runPos) what(im *Image) string { return namedRun{owner: int32(p.owner), file: p.file}.what(im) }
-
-// nextOwn returns the position of the next run after p whose data the
-// image holds; there must be one.
-func (im *Image) nextOwn(p runPos) runPos {
-	for {
-		p.i++
-		for p.i >= len(p.runs(im)) {
-			p.owner, p.i = p.owner+1, 0
-			if !p.file && p.owner == len(im.Areas) {
-				p.file, p.owner = true, 0
-			}
+// overlapError names run j of lists[i] (runLists) and the first run
+// before it whose data it shares.
+func (im *Image) overlapError(lists [][]Run, i, j int) error {
+	r := lists[i][j]
+	for k, rs := range lists[:i+1] {
+		if k == i {
+			rs = rs[:j]
 		}
-		if p.run(im).Source == 0 {
-			return p
-		}
-	}
-}
-
-// eachOwnRun calls f for each run whose data the image holds, in the
-// metadata's order.
-func (im *Image) eachOwnRun(f func(r Run, p runPos)) {
-	for i := range im.Areas {
-		for j, r := range im.Areas[i].Runs {
-			if r.Source == 0 {
-				f(r, runPos{owner: i, i: j})
+		for _, q := range rs {
+			if q.Source == 0 && q.FileOff < r.FileOff+r.Len() && r.FileOff < q.FileOff+q.Len() {
+				return corrupt("the data of %s at %#x overlaps that of %s at %#x",
+					im.listOwner(i).what(im), r.FileOff, im.listOwner(k).what(im), q.FileOff)
 			}
 		}
 	}
-	for i := range im.Files {
-		for j, r := range im.Files[i].Runs {
-			if r.Source == 0 {
-				f(r, runPos{file: true, owner: i, i: j})
-			}
-		}
+	return corrupt("the data of %s at %#x overlaps another run's", im.listOwner(i).what(im), r.FileOff) // not reached
+}
+
+// listOwner is what list i of runLists belongs to.
+func (im *Image) listOwner(i int) namedRun {
+	if i < len(im.Areas) {
+		return namedRun{owner: int32(i)}
 	}
+	return namedRun{owner: int32(i - len(im.Areas)), file: true}
 }
 
 // VerifyData reads every run's pages from r and checks their CRCs (and

@@ -642,3 +642,30 @@ func TestDataInterleaved(t *testing.T) {
 		t.Errorf("Validate with two runs on the same page of data: got %v, wanted %v", err, ErrCorrupt)
 	}
 }
+
+// TestMarkPages compares markPages with a bool for each page, for ranges
+// that start and end anywhere in and across 64-page words.
+func TestMarkPages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		const pages = 300
+		used, model := make([]uint64, pages/64+1), make([]bool, pages)
+		for range 8 {
+			first := rng.Uint64N(pages)
+			n := 1 + rng.Uint64N(pages-first)
+			want := false
+			for p := first; p < first+n; p++ {
+				want = want || model[p]
+				model[p] = true
+			}
+			if got := markPages(used, first, n); got != want {
+				t.Fatalf("round %d: markPages(%d, %d) = %v, wanted %v", round, first, n, got, want)
+			}
+		}
+		for p, set := range model {
+			if got := used[p/64]>>(p%64)&1 == 1; got != set {
+				t.Fatalf("round %d: page %d marked %v, wanted %v", round, p, got, set)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/ckpt/ckpt/go/fresh"
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
@@ -240,13 +241,12 @@ func (l *loader) build(im *image.Image) error {
 }
 
 // pieceMemory returns room for n pieces.  Hundreds of thousands of them
-// are megabytes of fresh memory, which is slow to touch (a page fault and
-// a page of zeros each): it is populated by the kernel in one go (about
-// 0.5 ms a MiB here against 1 ms faulted page by page), a MiB at a time
-// so that the fork that starts the stub, which build runs next to, never
-// waits long for the memory map's lock.  It is also left out of that fork,
-// which would otherwise copy its page tables and make the next write to
-// each of its pages a fault.  The mapping is l.pieceMap, unmapped by close.
+// are megabytes of fresh memory, which is slow to touch: it is populated
+// by the kernel in one go (package fresh; it is built next to the fork
+// that starts the stub, which fresh.Populate never keeps waiting long for
+// the memory map's lock).  It is also left out of that fork, which would
+// otherwise copy its page tables and make the next write to each of its
+// pages a fault.  The mapping is l.pieceMap, unmapped by close.
 func (l *loader) pieceMemory(n int) []piece {
 	size := n * int(unsafe.Sizeof(piece{}))
 	if size < 1<<20 {
@@ -257,10 +257,7 @@ func (l *loader) pieceMemory(n int) []piece {
 		return make([]piece, n)
 	}
 	unix.Madvise(m, unix.MADV_DONTFORK)
-	for off := 0; off < len(m); off += 1 << 20 {
-		// Before Linux 5.14 (EINVAL) the pages fault in as they are written.
-		unix.Madvise(m[off:min(len(m), off+1<<20)], unix.MADV_POPULATE_WRITE)
-	}
+	fresh.Populate(m)
 	l.pieceMap = m
 	return unsafe.Slice((*piece)(unsafe.Pointer(&m[0])), n)
 }
