@@ -2,7 +2,7 @@
 // against this machine's own baselines, and prints a table.
 //
 //	bazel run //tools/bench -- [--sizes 64,512,2048] [--modes full,halfzero,sparse]
-//	    [--zmodes full,text] [--incremental full] [--dir DIR]
+//	    [--zmodes full,text] [--incremental full] [--repeat 3] [--dir DIR]
 //
 // It first prints what the library costs a program that never checkpoints
 // (--sizes "" prints only that).
@@ -19,7 +19,11 @@
 // restored program must then pass its own check of all its memory.  The baselines, measured in the same run
 // in DIR: one read of the image from the page cache ("read") and a memory
 // copy of the image's size into fresh memory ("copy", the floor of a
-// restore that copies).
+// restore that copies).  The pause, checkpoint, dd, run and read columns
+// and their ratios are medians of --repeat checkpoints (the first one's
+// restarts give the lazy and eager columns), each timed against dd right
+// after it and each restart against a read right after it: the disk's
+// speed here changes by more than the margins from one minute to the next.
 //
 // A third table times an incremental checkpoint (CKPT_INCREMENTAL) taken
 // two ticks after a full one, for the modes in --incremental: the program
@@ -54,6 +58,7 @@ func main() {
 	modes := flag.String("modes", "full,halfzero,sparse", "full: all pages random; halfzero: half zero; sparse: half never touched")
 	zmodes := flag.String("zmodes", "full,text", "modes to measure compressed too (text: compresses 2:1)")
 	imodes := flag.String("incremental", "full", "modes to measure incremental checkpoints of")
+	repeat = flag.Int("repeat", 3, "checkpoints and restarts whose medians the first table shows")
 	dir := flag.String("dir", os.TempDir(), "where images and baseline files go")
 	flag.Parse()
 	root, err := runfiles()
@@ -121,6 +126,8 @@ func main() {
 	}
 }
 
+var repeat *int
+
 func runfiles() (string, error) {
 	if d := os.Getenv("RUNFILES_DIR"); d != "" {
 		return filepath.Join(d, "ckpt"), nil
@@ -150,11 +157,26 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	run, err := restartTime(root, ck.image)
-	if err != nil {
-		return "", err
-	}
 	if plain {
+		// The disk's speed and this machine's load change from one
+		// minute to the next: each ratio compares measurements taken
+		// right after each other, and the row shows the medians of
+		// *repeat of them.
+		var m medians
+		for i := 0; i < *repeat; i++ {
+			c := ck
+			if i > 0 {
+				if c, err = checkpoint(root, work, size, mode, noSecond); err != nil {
+					return "", err
+				}
+			}
+			if err := m.add(root, work, c); err != nil {
+				return "", err
+			}
+			if i > 0 {
+				os.Remove(c.image)
+			}
+		}
 		lazy, err := lazyTime(root, ck.image)
 		if err != nil {
 			return "", err
@@ -163,18 +185,10 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		dd, err := writeBaseline(filepath.Join(work, "dd"), ck.size)
-		if err != nil {
-			return "", err
-		}
-		read, err := readBaseline(ck.image)
-		if err != nil {
-			return "", err
-		}
 		cp := copyBaseline(ck.size)
 		fmt.Printf("%-6s %-8s %8.1f %7.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %7.3f %7.3f %6.3f %10.2f\n",
-			size, mode, ck.pause, ck.next, ck.total, dd.Seconds(), ck.total/dd.Seconds(), mib(ck.size),
-			run.Seconds(), read.Seconds(), run.Seconds()/read.Seconds(), lazy.Seconds(), eager.Seconds(),
+			size, mode, median(m.pause), ck.next, median(m.total), median(m.dd), median(m.ckptDD), mib(ck.size),
+			median(m.run), median(m.read), median(m.runRead), lazy.Seconds(), eager.Seconds(),
 			cp.Seconds(), eager.Seconds()/cp.Seconds())
 	}
 	if !zstd {
@@ -192,6 +206,10 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	run, err := restartTime(root, plainImage)
+	if err != nil {
+		return "", err
+	}
 	gz, gzSize, err := gzipBaseline(plainImage, filepath.Join(work, "gz"))
 	if err != nil {
 		return "", err
@@ -202,6 +220,39 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// medians collects a row's measurements, one of each per checkpoint.
+type medians struct {
+	pause, total, dd, ckptDD, run, read, runRead []float64
+}
+
+// add measures checkpoint c against writing as many bytes right after it,
+// and restarting from it against one read of its image.
+func (m *medians) add(root, work string, c checkpointed) error {
+	dd, err := writeBaseline(filepath.Join(work, "dd"), c.size)
+	if err != nil {
+		return err
+	}
+	run, err := restartTime(root, c.image)
+	if err != nil {
+		return err
+	}
+	read, err := readBaseline(c.image)
+	if err != nil {
+		return err
+	}
+	m.pause, m.total, m.dd = append(m.pause, c.pause), append(m.total, c.total), append(m.dd, dd.Seconds())
+	m.ckptDD = append(m.ckptDD, c.total/dd.Seconds())
+	m.run, m.read = append(m.run, run.Seconds()), append(m.read, read.Seconds())
+	m.runRead = append(m.runRead, run.Seconds()/read.Seconds())
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
 
 // incremental prints a row of the incremental table.
 func incremental(root, dir, size, mode string) error {
