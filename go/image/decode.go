@@ -605,10 +605,55 @@ func (im *Image) ownRuns() []namedRun {
 			own = append(own, r)
 		}
 	}
-	if !slices.IsSortedFunc(own, byFileOff) {
-		slices.SortStableFunc(own, byFileOff)
+	return sortStretches(own)
+}
+
+// sortStretches sorts runs by file offset.  They come in a few stretches
+// already in file order (a checkpoint that copied memory before its pause
+// stores the pages it copies again after the rest): these are merged two
+// by two, one pass over all the runs for each halving of their number,
+// where sorting 262,000 runs took 12-20 ms.
+func sortStretches(runs []namedRun) []namedRun {
+	starts := []int{0}
+	for i := 1; i < len(runs); i++ {
+		if runs[i].run.FileOff < runs[i-1].run.FileOff {
+			if starts = append(starts, i); len(starts) > 64 {
+				slices.SortStableFunc(runs, byFileOff)
+				return runs
+			}
+		}
 	}
-	return own
+	if len(starts) == 1 {
+		return runs
+	}
+	to := fresh.Slice[namedRun](len(runs))
+	for from := runs; len(starts) > 1; from, to = to, from {
+		var merged []int
+		for k := 0; k < len(starts); k += 2 {
+			merged = append(merged, starts[k])
+			end := len(from)
+			if k+2 < len(starts) {
+				end = starts[k+2]
+			}
+			if k+1 == len(starts) {
+				copy(to[starts[k]:end], from[starts[k]:end])
+				continue
+			}
+			a, b := from[starts[k]:starts[k+1]], from[starts[k+1]:end]
+			out := to[starts[k]:starts[k]]
+			for len(a) > 0 && len(b) > 0 {
+				if b[0].run.FileOff < a[0].run.FileOff {
+					out, b = append(out, b[0]), b[1:]
+				} else {
+					out, a = append(out, a[0]), a[1:]
+				}
+			}
+			out = append(append(out, a...), b...)
+		}
+		starts = merged
+		runs = to
+	}
+	return runs
 }
 
 func byFileOff(a, b namedRun) int { return cmp.Compare(a.run.FileOff, b.run.FileOff) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -665,6 +666,39 @@ func TestMarkPages(t *testing.T) {
 		for p, set := range model {
 			if got := used[p/64]>>(p%64)&1 == 1; got != set {
 				t.Fatalf("round %d: page %d marked %v, wanted %v", round, p, got, set)
+			}
+		}
+	}
+}
+
+// TestSortStretches: runs in 1 to 70 stretches in file order come out
+// sorted, each run once, merged or (past 64 stretches) sorted.
+func TestSortStretches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, k := range []int{1, 2, 3, 5, 64, 65, 70} {
+		n := 1000
+		offs := rng.Perm(n)
+		// Cut into k stretches, each sorted.
+		cuts := append([]int{0}, rng.Perm(n - 1)[:k-1]...)
+		for i := range cuts[1:] {
+			cuts[i+1]++
+		}
+		slices.Sort(cuts)
+		cuts = append(cuts, n)
+		for i := 0; i+1 < len(cuts); i++ {
+			slices.Sort(offs[cuts[i]:cuts[i+1]])
+		}
+		runs := make([]namedRun, n)
+		for i, o := range offs {
+			runs[i] = namedRun{run: Run{FileOff: uint64(o) * PageSize, Pages: 1}, owner: int32(o)}
+		}
+		got := sortStretches(runs)
+		if len(got) != n {
+			t.Fatalf("%d stretches: %d runs, wanted %d", k, len(got), n)
+		}
+		for i, r := range got {
+			if r.run.FileOff != uint64(i)*PageSize || r.owner != int32(i) {
+				t.Fatalf("%d stretches: run %d is at %#x (owner %d)", k, i, r.run.FileOff, r.owner)
 			}
 		}
 	}
