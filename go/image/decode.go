@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ckpt/ckpt/go/fresh"
 )
@@ -93,13 +91,7 @@ func read(r io.ReaderAt, size int64, outline bool) (*Image, *Header, error) {
 		return nil, nil, corrupt("%d bytes, the header says %d", size, h.FileSize)
 	}
 	d := &decoder{r: r, at: int64(h.MetaOff), total: int(h.MetaLen), version: h.Version, skipRuns: outline}
-	T0 := time.Now()
 	im, err := d.meta()
-	if os.Getenv("CKPT_TR") != "" {
-		defer func(t1 time.Time) {
-			fmt.Fprintf(os.Stderr, "tr image meta %v validate %v\n", t1.Sub(T0), time.Since(t1))
-		}(time.Now())
-	}
 	if d.finish() != h.MetaCRC {
 		// Damage shows as a checksum mismatch, whatever else it broke.
 		return nil, nil, fmt.Errorf("%w in the metadata", ErrChecksum)
