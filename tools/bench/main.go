@@ -157,6 +157,7 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var raw float64 // s: restarting the uncompressed image
 	if plain {
 		// The disk's speed and this machine's load change from one
 		// minute to the next: each ratio compares measurements taken
@@ -185,6 +186,7 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		raw = median(m.run)
 		cp := copyBaseline(ck.size)
 		fmt.Printf("%-6s %-8s %8.1f %7.1f %7.2f %6.2f %7.2f %9.1f %7.3f %6.3f %8.2f %7.3f %7.3f %6.3f %10.2f\n",
 			size, mode, median(m.pause), ck.next, median(m.total), median(m.dd), median(m.ckptDD), mib(ck.size),
@@ -206,9 +208,12 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	run, err := restartTime(root, plainImage)
-	if err != nil {
-		return "", err
+	if !plain {
+		run, err := restartTime(root, plainImage)
+		if err != nil {
+			return "", err
+		}
+		raw = run.Seconds()
 	}
 	gz, gzSize, err := gzipBaseline(plainImage, filepath.Join(work, "gz"))
 	if err != nil {
@@ -216,7 +221,7 @@ func one(root, dir, size, mode string, plain, zstd bool) (string, error) {
 	}
 	return fmt.Sprintf("%-6s %-8s %8.1f %7.2f %9.1f %6.2f %9.1f %7.1f %7.3f %7.2f\n",
 		size, mode, zk.pause, zk.total, mib(zk.size), gz.Seconds(), mib(gzSize), gz.Seconds()/zk.total,
-		zrun.Seconds(), zrun.Seconds()/run.Seconds()), nil
+		zrun.Seconds(), zrun.Seconds()/raw), nil
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
