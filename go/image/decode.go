@@ -787,33 +787,33 @@ func VerifyData(r io.ReaderAt, im *Image, done func(uint64)) error {
 // copyRuns checks the data of the image's own runs and, if out is not nil,
 // copies it there at the same offsets (an image without segments).
 func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error {
-	runs := im.ownRuns()
-	blocks := blocksOf(runs)
+	blocks := im.ownBlocks()
 	return parallel(len(blocks), done, func(k int, buf *[]byte) (uint64, error) {
-		bl := blocks[k]
-		start := runs[bl.first].run.FileOff
-		total := runs[bl.end-1].run.FileOff + runs[bl.end-1].run.Len() - start
+		bl := &blocks[k]
+		runs := bl.runs
+		start := runs[0].FileOff
+		total := runs[len(runs)-1].FileOff + runs[len(runs)-1].Len() - start
 		b := grow(buf, min(total, blockLen))
-		i, crc, at := bl.first, uint32(0), start // the run being checked, its CRC so far, where it is up to
+		i, crc, at := 0, uint32(0), start // the run being checked, its CRC so far, where it is up to
 		for off := uint64(0); off < total; {
 			n := min(uint64(len(b)), total-off)
 			if _, err := r.ReadAt(b[:n], int64(start+off)); err != nil {
-				return 0, fmt.Errorf("reading the data of %s: %w", runs[i].what(im), err)
+				return 0, fmt.Errorf("reading the data of %s: %w", bl.owner.what(im), err)
 			}
 			if out != nil {
 				if _, err := out.WriteAt(b[:n], int64(start+off)); err != nil {
-					return 0, fmt.Errorf("copying the data of %s: %w", runs[i].what(im), err)
+					return 0, fmt.Errorf("copying the data of %s: %w", bl.owner.what(im), err)
 				}
 			}
 			for p := b[:n]; len(p) > 0; {
-				run := runs[i].run
+				run := &runs[i]
 				m := min(uint64(len(p)), run.FileOff+run.Len()-at)
 				crc = ChecksumUpdate(crc, p[:m])
 				p, at = p[m:], at+m
 				if at == run.FileOff+run.Len() {
 					if crc != run.CRC {
 						return 0, fmt.Errorf("%w in the data of %s at file offset %#x",
-							ErrChecksum, runs[i].what(im), run.FileOff)
+							ErrChecksum, bl.owner.what(im), run.FileOff)
 					}
 					i, crc = i+1, 0
 				}
@@ -827,24 +827,38 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 // blockLen bounds what copyRuns and Gather read at once.
 const blockLen = 4 << 20
 
-// block is runs[first:end] of a list of runs.
-type block struct{ first, end int }
+// block is runs of one area or file (owner; its run is not set) that lie
+// back to back in the file, up to blockLen bytes of them unless it is one
+// longer run: one read for thousands of one-page runs.
+type block struct {
+	runs  []Run
+	owner namedRun
+}
 
-// blocksOf groups runs that lie back to back in the file into blocks of up
-// to blockLen bytes (one read for thousands of one-page runs); a longer run
-// is a block of its own.
-func blocksOf(runs []namedRun) []block {
+// ownBlocks groups the runs whose data this image holds into blocks, in
+// file order.  Each area's runs come in a few stretches in file order
+// (sortStretches), so there are few blocks to sort, and no list of all
+// runs to make (megabytes for a heap of one-page runs).
+func (im *Image) ownBlocks() []block {
 	var blocks []block
-	for i := 0; i < len(runs); {
-		j, n := i+1, runs[i].run.Len()
-		for j < len(runs) && n+runs[j].run.Len() <= blockLen &&
-			runs[j].run.FileOff == runs[j-1].run.FileOff+runs[j-1].run.Len() {
-			n += runs[j].run.Len()
-			j++
+	for i, rs := range im.runLists() {
+		owner := im.listOwner(i)
+		for j := 0; j < len(rs); {
+			if rs[j].Source != 0 {
+				j++
+				continue
+			}
+			k, n := j+1, rs[j].Len()
+			for k < len(rs) && rs[k].Source == 0 && n+rs[k].Len() <= blockLen &&
+				rs[k].FileOff == rs[k-1].FileOff+rs[k-1].Len() {
+				n += rs[k].Len()
+				k++
+			}
+			blocks = append(blocks, block{runs: rs[j:k], owner: owner})
+			j = k
 		}
-		blocks = append(blocks, block{i, j})
-		i = j
 	}
+	slices.SortFunc(blocks, func(a, b block) int { return cmp.Compare(a.runs[0].FileOff, b.runs[0].FileOff) })
 	return blocks
 }
 

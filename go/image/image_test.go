@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -558,6 +559,46 @@ func TestDataOutOfOrder(t *testing.T) {
 	damaged[early.FileOff+2*PageSize+7] ^= 1
 	if err := VerifyData(bytes.NewReader(damaged), got, nil); !errors.Is(err, ErrChecksum) {
 		t.Errorf("VerifyData of damaged data out of order: got %v, wanted %v", err, ErrChecksum)
+	}
+}
+
+// TestVerifyNamesFirstDamage: two areas whose data interleave in the file;
+// with a page of each damaged, VerifyData names the one first in the file,
+// not the first area's.
+func TestVerifyNamesFirstDamage(t *testing.T) {
+	im := &Image{
+		Process: Process{Arch: EMX8664, PageSize: PageSize, PID: 42, Signal: 12},
+		Threads: []Thread{{TID: 42}},
+		Areas: []Area{{Start: 0x10000, End: 0x20000, Prot: ProtRead | ProtWrite},
+			{Start: 0x30000, End: 0x40000, Prot: ProtRead | ProtWrite}},
+	}
+	f := &memFile{}
+	w := NewWriter(f)
+	for i := range 8 { // pages 0-3 of each area, in turn
+		r, err := w.WritePages(bytes.Repeat([]byte{byte(i + 1)}, PageSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Page = uint64(i / 2)
+		im.Areas[i%2].Runs = append(im.Areas[i%2].Runs, r)
+	}
+	if _, err := w.Finish(im); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
+		t.Fatalf("VerifyData: %v", err)
+	}
+	first, later := im.Areas[1].Runs[1], im.Areas[0].Runs[3]
+	damaged := append([]byte(nil), f.b...)
+	damaged[first.FileOff+1] ^= 1
+	damaged[later.FileOff+1] ^= 1
+	err = VerifyData(bytes.NewReader(damaged), got, nil)
+	if want := fmt.Sprintf("area 0x30000-0x40000 at file offset %#x", first.FileOff); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("VerifyData with two damaged pages: got %v, wanted the error to name %s", err, want)
 	}
 }
 
