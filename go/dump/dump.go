@@ -181,15 +181,16 @@ func dirNames(fd int) []string {
 
 // source reads the child's memory and page map.
 type source struct {
-	mem, pagemap int
-	entries      []byte
-	out          *asyncFile // hands out the buffers pages are read into
-	zero         []byte
-	tr           *tracking   // with Request.Track
-	unwritten    []span.Span // Request.Unwritten from the first that may still matter
-	check        bool        // Request.CheckUnwritten
-	scratch      []span.Span // Request.Scratch, from the first that may still matter
-	res          *Result
+	mem       *memReader
+	pagemap   int
+	entries   []byte
+	out       *asyncFile // hands out the buffers pages are read into
+	zero      []byte
+	tr        *tracking   // with Request.Track
+	unwritten []span.Span // Request.Unwritten from the first that may still matter
+	check     bool        // Request.CheckUnwritten
+	scratch   []span.Span // Request.Scratch, from the first that may still matter
+	res       *Result
 }
 
 func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
@@ -241,7 +242,7 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 			err = cerr
 		}
 	}()
-	src := &source{mem: -1, pagemap: -1, out: out, scratch: r.Scratch, res: res,
+	src := &source{pagemap: -1, out: out, scratch: r.Scratch, res: res,
 		entries: make([]byte, chunkPages*8), zero: make([]byte, image.PageSize)}
 	var taken []takenArea // the precopy's, not in the child
 	if r.Precopy != nil {
@@ -265,7 +266,7 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		}
 	}
 	defer src.close()
-	if src.mem, err = unix.Open(proc+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+	if src.mem, err = openMem(proc, r.Child); err != nil {
 		return 0, fmt.Errorf("opening %s/mem: %w", proc, err)
 	}
 	if src.pagemap, err = unix.Open(proc+"/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -325,13 +326,8 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		im.Parents = src.tr.finish(im)
 		res.Tracker = src.tr.next
 	}
-	for _, run := range im.Runs() {
-		if run.Source == 0 {
-			res.Stored += run.Len()
-		} else {
-			res.Reused += run.Len()
-		}
-	}
+	res.Stored = im.SourceBytes(0)
+	res.Reused = im.StoredBytes() - res.Stored
 	size, err = w.Finish(im)
 	return size, err
 }
@@ -357,9 +353,7 @@ func trackablePages(maps []procfs.Mapping) int {
 }
 
 func (s *source) close() {
-	if s.mem >= 0 {
-		unix.Close(s.mem)
-	}
+	s.mem.close()
 	if s.pagemap >= 0 {
 		unix.Close(s.pagemap)
 	}
@@ -543,7 +537,7 @@ func (s *source) checkSame(addr uint64, same []bool) error {
 	buf := s.out.get()[:len(same)*image.PageSize]
 	defer s.out.put(buf)
 	defer func(cursor int) { s.tr.cursor = cursor }(s.tr.cursor) // lookups of this chunk follow
-	if err := preadFull(s.mem, buf, int64(addr)); err != nil {
+	if err := s.mem.read(buf, addr); err != nil {
 		return fmt.Errorf("checking unwritten pages: %w", err)
 	}
 	for i, ok := range same {
@@ -567,7 +561,7 @@ func (s *source) checkSame(addr uint64, same []bool) error {
 func (s *source) copyRange(w *image.Writer, a *image.Area, page, n uint64) error {
 	buf := s.out.get()[:n*image.PageSize]
 	addr := uint64(a.Start) + page*image.PageSize
-	if err := preadFull(s.mem, buf, int64(addr)); err != nil {
+	if err := s.mem.read(buf, addr); err != nil {
 		s.out.put(buf)
 		// Part of the range cannot be read (a file mapping past its
 		// end, a device): go page by page and skip what fails.

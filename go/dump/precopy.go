@@ -49,8 +49,8 @@ type Precopy struct {
 	tmp     string
 	fd      int
 	out     *asyncFile
-	off     uint64 // where the next page data goes
-	mem     int
+	off     uint64     // where the next page data goes
+	mem     *memReader // this process's
 	pagemap int
 	areas   []*copiedArea
 	zero    []byte
@@ -108,7 +108,7 @@ func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Prec
 	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
-	p := &Precopy{fd: -1, mem: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
+	p := &Precopy{fd: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
 		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch}
 	if o.Compress {
 		p.compressors = runtime.GOMAXPROCS(0)
@@ -124,7 +124,7 @@ func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Prec
 	if p.tmp, p.fd, err = createTemp(path, unix.Getpid()); err != nil {
 		return nil, err
 	}
-	if p.mem, err = unix.Open("/proc/self/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+	if p.mem, err = openMem("/proc/self", unix.Getpid()); err != nil {
 		return nil, err
 	}
 	if p.pagemap, err = unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -240,7 +240,7 @@ func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
 func (p *Precopy) copyPages(a *copiedArea, first, n uint64) error {
 	buf := p.out.get()[:n*image.PageSize]
 	defer p.out.put(buf)
-	if err := preadFull(p.mem, buf, int64(a.m.Start+first*image.PageSize)); err != nil {
+	if err := p.mem.read(buf, a.m.Start+first*image.PageSize); err != nil {
 		a.broken = true
 		return nil
 	}
@@ -354,7 +354,8 @@ func (p *Precopy) Close() error {
 		p.segs, p.segsEnd = p.out.segs, p.out.segsEnd
 		p.out = nil
 	}
-	for _, fd := range []*int{&p.fd, &p.mem, &p.pagemap} {
+	p.mem.close()
+	for _, fd := range []*int{&p.fd, &p.pagemap} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
@@ -523,8 +524,19 @@ func (a *copiedArea) merge() {
 // as a whole (`--lazy`: on the first fault in it).  Pages a parent holds
 // are in runs with that parent's Source; self is the image's own number.
 // No run of the image's own crosses one of cuts, where a segment starts.
+// They are counted first: a heap of one-page runs has 262,000 for 2 GiB,
+// and growing the list as it goes took most of the time.
 func (a *copiedArea) runs(self uint32, cuts []uint64) []image.Run {
-	var runs []image.Run
+	n := 0
+	a.eachRun(self, cuts, func(image.Run) { n++ })
+	runs := make([]image.Run, 0, n)
+	a.eachRun(self, cuts, func(r image.Run) { runs = append(runs, r) })
+	return runs
+}
+
+// eachRun calls yield with each of runs' runs, in order.
+func (a *copiedArea) eachRun(self uint32, cuts []uint64, yield func(image.Run)) {
+	var r image.Run // the run under way, if r.Pages > 0
 	for _, pg := range a.pages {
 		if pg.off == 0 {
 			continue
@@ -533,17 +545,20 @@ func (a *copiedArea) runs(self uint32, cuts []uint64) []image.Run {
 		if pg.img != self {
 			src = pg.img + 1
 		}
-		if k := len(runs) - 1; k >= 0 {
-			if r := &runs[k]; r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off &&
-				r.Pages < chunkPages && !(src == 0 && isCut(cuts, pg.off)) {
-				r.Pages++
-				r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
-				continue
-			}
+		if r.Pages > 0 && r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off &&
+			r.Pages < chunkPages && !(src == 0 && isCut(cuts, pg.off)) {
+			r.Pages++
+			r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)
+			continue
 		}
-		runs = append(runs, image.Run{Page: uint64(pg.page), Pages: 1, FileOff: pg.off, CRC: pg.crc, Source: src})
+		if r.Pages > 0 {
+			yield(r)
+		}
+		r = image.Run{Page: uint64(pg.page), Pages: 1, FileOff: pg.off, CRC: pg.crc, Source: src}
 	}
-	return runs
+	if r.Pages > 0 {
+		yield(r)
+	}
 }
 
 // takenArea is an area the pause took, with its runs, and the notes of its

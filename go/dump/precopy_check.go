@@ -21,7 +21,7 @@ func (s *source) checkTaken(a *takenArea) error {
 		n := min(chunkPages, a.Pages()-first)
 		addr := uint64(a.Start) + first*P
 		b := buf[:n*P]
-		if err := preadFull(s.mem, b, int64(addr)); err != nil {
+		if err := s.mem.read(b, addr); err != nil {
 			return err
 		}
 		for i := uint64(0); i < n; i++ {

@@ -200,3 +200,81 @@ func TestPrecopyTook(t *testing.T) {
 		}
 	}
 }
+
+// TestPrecopyCopyChunks copies an area of many chunks (Copy's workers take
+// them in turn) holding data, zeros and pages never touched, then again
+// after some pages changed, some were dropped and some were touched for
+// the first time.  The runs must hold exactly the memory's non-zero pages.
+func TestPrecopyCopyChunks(t *testing.T) {
+	const P = image.PageSize
+	const n = 5*chunkPages + 3
+	mem, err := unix.Mmap(-1, 0, n*P, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := 0; i < n; i++ {
+		switch i % 3 {
+		case 0:
+			mem[i*P+i%P] = byte(i) | 1
+		case 1:
+			mem[i*P] = 1 // present, but zeros
+			mem[i*P] = 0
+		}
+	}
+	start := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	area := procfs.Mapping{Start: start, End: start + n*P, Read: true, Write: true}
+	p, err := StartPrecopy(filepath.Join(t.TempDir(), "x.ckpt"), []procfs.Mapping{area}, PrecopyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Abort()
+	if err := p.Copy([]span.Span{{Start: area.Start, End: area.End}}); err != nil {
+		t.Fatal(err)
+	}
+	// Changed, dropped, touched for the first time: copied again.
+	var again []span.Span
+	for _, i := range []int{3, chunkPages, chunkPages + 2, 3*chunkPages + 1, n - 1} {
+		mem[i*P+7] ^= 0x5a
+		again = append(again, span.Span{Start: start + uint64(i)*P, End: start + uint64(i+1)*P})
+	}
+	drop := mem[2*chunkPages*P : (2*chunkPages+6)*P]
+	if err := unix.Madvise(drop, unix.MADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	again = span.Insert(again, span.Span{Start: start + 2*chunkPages*P, End: start + (2*chunkPages+6)*P})
+	if err := p.Copy(again); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Took(0, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := p.taken()
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("taken: %v, %d areas", err, len(taken))
+	}
+	f, err := os.Open(p.tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, n*P)
+	for _, r := range taken[0].Runs {
+		b := make([]byte, r.Len())
+		if _, err := f.ReadAt(b, int64(r.FileOff)); err != nil {
+			t.Fatal(err)
+		}
+		if image.Checksum(b) != r.CRC {
+			t.Errorf("run %+v: CRC does not match its data", r)
+		}
+		copy(got[r.Page*P:], b)
+	}
+	for i := 0; i < n; i++ {
+		if !bytes.Equal(got[i*P:(i+1)*P], mem[i*P:(i+1)*P]) {
+			t.Errorf("page %d: the runs do not hold what memory does", i)
+		}
+	}
+}

@@ -650,15 +650,6 @@ func sortStretches(runs []namedRun) []namedRun {
 
 func byFileOff(a, b namedRun) int { return cmp.Compare(a.run.FileOff, b.run.FileOff) }
 
-// Runs lists every run in the metadata's order: areas' first, then files'.
-func (im *Image) Runs() []Run {
-	rs := make([]Run, 0, im.runCount())
-	for _, r := range im.runs() {
-		rs = append(rs, r.run)
-	}
-	return rs
-}
-
 func (im *Image) runCount() int {
 	n := 0
 	for i := range im.Areas {

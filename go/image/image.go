@@ -274,15 +274,25 @@ func (im *Image) StoredBytes() uint64 {
 	return n
 }
 
+// SourceBytes is the number of bytes of data the runs with Source k cover:
+// the image's own with k 0, else those parent k holds.
+func (im *Image) SourceBytes(k uint32) uint64 {
+	var n uint64
+	for _, rs := range im.runLists() {
+		for _, r := range rs {
+			if r.Source == k {
+				n += r.Len()
+			}
+		}
+	}
+	return n
+}
+
 // FileBytes is the number of bytes the page data takes in the file: less
 // than StoredBytes when it is compressed or some is in parents.
 func (im *Image) FileBytes() uint64 {
 	if len(im.Segments) == 0 {
-		var n uint64
-		for _, r := range im.ownRuns() {
-			n += r.run.Len()
-		}
-		return n
+		return im.SourceBytes(0)
 	}
 	var n uint64
 	for _, s := range im.Segments {

@@ -28,7 +28,7 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 	}
 	for i, pa := range im.Parents {
 		fmt.Fprintf(w, "parent %d: %s (id %x), %d bytes of pages from it (not checked here: ckpt verify does)\n",
-			i+1, pa.Name, pa.ID, fromParent(im, uint32(i+1)))
+			i+1, pa.Name, pa.ID, im.SourceBytes(uint32(i+1)))
 	}
 	for _, t := range im.Threads {
 		role := ""
@@ -73,17 +73,6 @@ func Text(w io.Writer, path string, im *image.Image, h *image.Header) {
 }
 
 var itimerNames = [...]string{"real", "virtual", "prof"}
-
-// fromParent is how many bytes of pages im takes from parent k.
-func fromParent(im *image.Image, k uint32) uint64 {
-	var n uint64
-	for _, r := range im.Runs() {
-		if r.Source == k {
-			n += r.Len()
-		}
-	}
-	return n
-}
 
 // compression names the codecs the image's data is stored with.
 func compression(im *image.Image) string {
@@ -190,7 +179,7 @@ func JSON(w io.Writer, path string, im *image.Image, h *image.Header) error {
 		d.ID = fmt.Sprintf("%x", im.ID)
 	}
 	for i, pa := range im.Parents {
-		d.Parents = append(d.Parents, Parent{Name: pa.Name, ID: fmt.Sprintf("%x", pa.ID), Bytes: fromParent(im, uint32(i+1))})
+		d.Parents = append(d.Parents, Parent{Name: pa.Name, ID: fmt.Sprintf("%x", pa.ID), Bytes: im.SourceBytes(uint32(i + 1))})
 	}
 	for _, t := range im.Threads {
 		d.Threads = append(d.Threads, Thread{TID: t.TID, Name: t.Name, Coordinator: t.Flags&image.ThreadCoordinator != 0})
