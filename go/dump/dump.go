@@ -16,10 +16,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"unsafe"
 
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
 	"github.com/ckpt/ckpt/go/span"
+	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -183,6 +185,7 @@ func dirNames(fd int) []string {
 type source struct {
 	mem       *memReader
 	pagemap   int
+	noScan    bool // the kernel has no PAGEMAP_SCAN (nextPages)
 	entries   []byte
 	out       *asyncFile // hands out the buffers pages are read into
 	zero      []byte
@@ -401,14 +404,27 @@ func areaOf(m procfs.Mapping) (image.Area, bool) {
 // protection (an area made unreadable still holds the file's bytes, which
 // the program sees again if it makes the area readable).  Pages that hold
 // only zeros are skipped too: a restore maps fresh zero pages there.
-// Private anonymous pages the kernel saw no write to are not read at all.
+// Private anonymous pages the kernel saw no write to are not read at all,
+// nor, where the kernel can tell (nextPages), are chunks without a page in
+// memory or swap.
 func (s *source) copyArea(w *image.Writer, a *image.Area, m procfs.Mapping) error {
 	readAll := m.Inode != 0 && (m.Read || !m.Shared)
 	pages := a.Pages()
 	wantBuf, sameBuf := make([]bool, chunkPages), make([]bool, chunkPages)
+	var known uint64 // where the chunks known to hold pages end
 	for first := uint64(0); first < pages; first += chunkPages {
-		n := min(uint64(chunkPages), pages-first)
 		addr := uint64(a.Start) + first*image.PageSize
+		if !readAll && addr >= known {
+			r, found, ok := s.nextPages(addr, uint64(a.End))
+			if ok && !found {
+				break
+			}
+			if ok {
+				first = max(first, (r.Start-uint64(a.Start))/image.PageSize/chunkPages*chunkPages)
+				addr, known = uint64(a.Start)+first*image.PageSize, r.End
+			}
+		}
+		n := min(uint64(chunkPages), pages-first)
 		want, same := wantBuf[:n], sameBuf[:n]
 		clear(same)
 		tracked := !m.Shared && s.unwrittenIn(addr, addr+n*image.PageSize)
@@ -476,6 +492,30 @@ func (s *source) copyWanted(w *image.Writer, a *image.Area, first uint64, want [
 		i = j
 	}
 	return nil
+}
+
+// nextPages returns the first stretch of pages in [start, end) that are
+// in memory or swap, with found false if there is none, and ok false where
+// the kernel cannot tell (PAGEMAP_SCAN is Linux 6.7).  Skipping the rest
+// matters for a program's large reservations, mostly empty (a runtime's
+// arenas, a sanitizer's shadow memory): reading the page map of 16 GiB
+// takes 37 ms, of 1 TiB seconds.
+func (s *source) nextPages(start, end uint64) (r uapi.PageRegion, found, ok bool) {
+	if s.noScan {
+		return r, false, false
+	}
+	arg := uapi.PMScanArg{Size: uint64(unsafe.Sizeof(uapi.PMScanArg{})), Start: start, End: end,
+		CategoryAnyofMask: uapi.PageIsPresent | uapi.PageIsSwapped, ReturnMask: uapi.PageIsPresent | uapi.PageIsSwapped,
+		Vec: uint64(uintptr(unsafe.Pointer(&r))), VecLen: 1}
+	n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(s.pagemap), uapi.PagemapScan, uintptr(unsafe.Pointer(&arg)))
+	if errno == unix.EINTR {
+		return r, false, false // this once
+	}
+	if errno != 0 {
+		s.noScan = true
+		return r, false, false
+	}
+	return r, n == 1, true
 }
 
 // present marks in want the pages from addr that are in memory or swap, or

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/ckpt/ckpt/go/image"
 	"golang.org/x/sys/unix"
@@ -153,4 +154,39 @@ func (s syncWriter) WriteAt(p []byte, off int64) (int, error) {
 	syncMu.Lock()
 	defer syncMu.Unlock()
 	return s.m.WriteAt(p, off)
+}
+
+// TestNextPages finds the two pages touched in a large area, and nothing
+// after them.
+func TestNextPages(t *testing.T) {
+	const size = 64 << 20
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	mem[10<<20] = 1
+	mem[40<<20+5] = 2
+	pm, err := unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pm)
+	s := &source{pagemap: pm}
+	start := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	if _, _, ok := s.nextPages(start, start+size); !ok {
+		t.Skip("no PAGEMAP_SCAN on this kernel")
+	}
+	from := start
+	for _, want := range []uint64{10 << 20, 40 << 20} {
+		r, found, ok := s.nextPages(from, start+size)
+		// A huge page (transparent huge pages "always") holds more.
+		if !ok || !found || r.Start > start+want || r.End <= start+want || r.End-r.Start > 2<<20 {
+			t.Fatalf("nextPages from +%#x: %#x-%#x found %v ok %v, want the page at +%#x", from-start, r.Start-start, r.End-start, found, ok, want)
+		}
+		from = r.End
+	}
+	if r, found, ok := s.nextPages(from, start+size); !ok || found {
+		t.Errorf("nextPages after the last page: %#x-%#x found %v ok %v, want nothing", r.Start-start, r.End-start, found, ok)
+	}
 }
