@@ -167,33 +167,12 @@ func TestPrecopyTook(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	taken, err := p.taken()
-	if err != nil || len(taken) != 1 {
-		t.Fatalf("taken: %v, %d areas", err, len(taken))
-	}
-	f, err := os.Open(p.tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	got := make([]byte, n*P)
-	for _, r := range taken[0].Runs {
-		if r.Source != 0 {
-			if r.Page != 5 || r.Pages != 1 || r.Source != 1 || r.FileOff != 1<<20 {
-				t.Errorf("run from a parent %+v, want page 5 at 1 MiB of parent 1", r)
-			}
-			copy(got[5*P:], parentPage)
-			continue
+	got := takenMemory(t, p, n, func(r image.Run) []byte {
+		if r.Page != 5 || r.Pages != 1 || r.Source != 1 || r.FileOff != 1<<20 {
+			t.Errorf("run from a parent %+v, want page 5 at 1 MiB of parent 1", r)
 		}
-		b := make([]byte, r.Len())
-		if _, err := f.ReadAt(b, int64(r.FileOff)); err != nil {
-			t.Fatal(err)
-		}
-		if image.Checksum(b) != r.CRC {
-			t.Errorf("run %+v: CRC does not match its data", r)
-		}
-		copy(got[r.Page*P:], b)
-	}
+		return parentPage
+	})
 	for i := 0; i < n; i++ {
 		if !bytes.Equal(got[i*P:(i+1)*P], want[i*P:(i+1)*P]) {
 			t.Errorf("page %d: got %#x..., want %#x...", i, got[i*P], want[i*P])
@@ -252,6 +231,23 @@ func TestPrecopyCopyChunks(t *testing.T) {
 	if err := p.Took(0, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
+	got := takenMemory(t, p, n, func(r image.Run) []byte {
+		t.Errorf("run from a parent %+v in a full image", r)
+		return nil
+	})
+	for i := 0; i < n; i++ {
+		if !bytes.Equal(got[i*P:(i+1)*P], mem[i*P:(i+1)*P]) {
+			t.Errorf("page %d: the runs do not hold what memory does", i)
+		}
+	}
+}
+
+// takenMemory returns the n pages of the one area p took as its runs hold
+// them, each run's CRC checked; parent gives the bytes of a run a parent
+// holds.
+func takenMemory(t *testing.T, p *Precopy, n int, parent func(image.Run) []byte) []byte {
+	t.Helper()
+	const P = image.PageSize
 	taken, err := p.taken()
 	if err != nil || len(taken) != 1 {
 		t.Fatalf("taken: %v, %d areas", err, len(taken))
@@ -263,6 +259,10 @@ func TestPrecopyCopyChunks(t *testing.T) {
 	defer f.Close()
 	got := make([]byte, n*P)
 	for _, r := range taken[0].Runs {
+		if r.Source != 0 {
+			copy(got[r.Page*P:], parent(r))
+			continue
+		}
 		b := make([]byte, r.Len())
 		if _, err := f.ReadAt(b, int64(r.FileOff)); err != nil {
 			t.Fatal(err)
@@ -272,9 +272,5 @@ func TestPrecopyCopyChunks(t *testing.T) {
 		}
 		copy(got[r.Page*P:], b)
 	}
-	for i := 0; i < n; i++ {
-		if !bytes.Equal(got[i*P:(i+1)*P], mem[i*P:(i+1)*P]) {
-			t.Errorf("page %d: the runs do not hold what memory does", i)
-		}
-	}
+	return got
 }

@@ -540,16 +540,7 @@ func TestDataOutOfOrder(t *testing.T) {
 	}
 	late.Page = 5
 	im.Areas[0].Runs = []Run{early, late}
-	if _, err := w.Finish(im); err != nil {
-		t.Fatal(err)
-	}
-	got, _, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
-	if err != nil {
-		t.Fatalf("Read: %v", err)
-	}
-	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
-		t.Errorf("VerifyData: %v", err)
-	}
+	got, _ := finish(t, w, im, f)
 	stale := append([]byte(nil), f.b...)
 	stale[late.FileOff+late.Len()+7] ^= 1 // the unused page: nobody reads it
 	if err := VerifyData(bytes.NewReader(stale), got, nil); err != nil {
@@ -582,21 +573,12 @@ func TestVerifyNamesFirstDamage(t *testing.T) {
 		r.Page = uint64(i / 2)
 		im.Areas[i%2].Runs = append(im.Areas[i%2].Runs, r)
 	}
-	if _, err := w.Finish(im); err != nil {
-		t.Fatal(err)
-	}
-	got, _, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
-	if err != nil {
-		t.Fatalf("Read: %v", err)
-	}
-	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
-		t.Fatalf("VerifyData: %v", err)
-	}
+	got, _ := finish(t, w, im, f)
 	first, later := im.Areas[1].Runs[1], im.Areas[0].Runs[3]
 	damaged := append([]byte(nil), f.b...)
 	damaged[first.FileOff+1] ^= 1
 	damaged[later.FileOff+1] ^= 1
-	err = VerifyData(bytes.NewReader(damaged), got, nil)
+	err := VerifyData(bytes.NewReader(damaged), got, nil)
 	if want := fmt.Sprintf("area 0x30000-0x40000 at file offset %#x", first.FileOff); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("VerifyData with two damaged pages: got %v, wanted the error to name %s", err, want)
 	}
@@ -647,17 +629,7 @@ func oneRunPerPage(t *testing.T, order []int, pageOf func(int) uint64) (*Image, 
 		runs[i] = r
 	}
 	im.Areas[0].Runs = runs
-	if _, err := w.Finish(im); err != nil {
-		t.Fatal(err)
-	}
-	got, h, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
-	if err != nil {
-		t.Fatalf("Read: %v", err)
-	}
-	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
-		t.Errorf("VerifyData: %v", err)
-	}
-	return got, h
+	return finish(t, w, im, f)
 }
 
 // TestDataReversed: one page per run, stored last page first: as many
@@ -743,4 +715,21 @@ func TestSortStretches(t *testing.T) {
 			}
 		}
 	}
+}
+
+// finish finishes the image im on w, which writes to f, reads it back and
+// checks its data.
+func finish(t *testing.T, w *Writer, im *Image, f *memFile) (*Image, *Header) {
+	t.Helper()
+	if _, err := w.Finish(im); err != nil {
+		t.Fatal(err)
+	}
+	got, h, err := Read(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if err := VerifyData(bytes.NewReader(f.b), got, nil); err != nil {
+		t.Fatalf("VerifyData: %v", err)
+	}
+	return got, h
 }
