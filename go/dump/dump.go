@@ -507,15 +507,11 @@ func (s *source) nextPages(start, end uint64) (r uapi.PageRegion, found, ok bool
 	arg := uapi.PMScanArg{Size: uint64(unsafe.Sizeof(uapi.PMScanArg{})), Start: start, End: end,
 		CategoryAnyofMask: uapi.PageIsPresent | uapi.PageIsSwapped, ReturnMask: uapi.PageIsPresent | uapi.PageIsSwapped,
 		Vec: uint64(uintptr(unsafe.Pointer(&r))), VecLen: 1}
-	n, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(s.pagemap), uapi.PagemapScan, uintptr(unsafe.Pointer(&arg)))
-	if errno == unix.EINTR {
-		return r, false, false // this once
-	}
-	if errno != 0 {
+	if uapi.Ioctl(s.pagemap, uapi.PagemapScan, unsafe.Pointer(&arg)) != nil {
 		s.noScan = true
 		return r, false, false
 	}
-	return r, n == 1, true
+	return r, r.End > r.Start, true // r stays empty if no page matched
 }
 
 // present marks in want the pages from addr that are in memory or swap, or

@@ -534,7 +534,7 @@ func (a *copiedArea) runs(self uint32, cuts []uint64) []image.Run {
 	return runs
 }
 
-// eachRun calls yield with each of runs' runs, in order.
+// eachRun calls yield with each run that runs returns, in order.
 func (a *copiedArea) eachRun(self uint32, cuts []uint64, yield func(image.Run)) {
 	var r image.Run // the run under way, if r.Pages > 0
 	for _, pg := range a.pages {

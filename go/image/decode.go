@@ -827,9 +827,9 @@ type block struct {
 }
 
 // ownBlocks groups the runs whose data this image holds into blocks, in
-// file order.  Each area's runs come in a few stretches in file order
-// (sortStretches), so there are few blocks to sort, and no list of all
-// runs to make (megabytes for a heap of one-page runs).
+// file order.  An area's runs lie in a few stretches in file order (see
+// sortStretches), so there are few blocks to sort, and no list of all the
+// runs is made (megabytes for a heap of one-page runs, as ownRuns makes).
 func (im *Image) ownBlocks() []block {
 	var blocks []block
 	for i, rs := range im.runLists() {

@@ -40,6 +40,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
@@ -253,7 +254,7 @@ func (m *medians) add(root, work string, c checkpointed) error {
 	return nil
 }
 
-func median(xs []float64) float64 {
+func median[T cmp.Ordered](xs []T) T {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
@@ -496,8 +497,7 @@ func lazyTime(root, image string) (time.Duration, error) {
 		}
 		ts = append(ts, t)
 	}
-	slices.Sort(ts)
-	return ts[len(ts)/2], nil
+	return median(ts), nil
 }
 
 // asleep waits, after the program printed a tick, until it surely sleeps
