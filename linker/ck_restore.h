@@ -20,7 +20,7 @@
 #include "cc_shim/shim.h" /* struct ck_sigaction, struct ck_itimer */
 
 #define CK_ARGS_MAGIC 0x5347524154534b43ULL /* "CKSTARGS" little-endian */
-#define CK_ARGS_VERSION 3
+#define CK_ARGS_VERSION 4
 
 /* Area kinds; the same numbers as go/image.Kind. */
 #define CK_KIND_MEMORY 0
@@ -132,6 +132,8 @@ struct ck_restore_args {
 	uint64_t scratch_len;	/* copy small runs from; 0: read them */
 	int32_t uffd_dev;	/* /dev/userfaultfd, or -1: copy every page */
 	int32_t uffd_sock;	/* where the userfaultfd goes to restart's loader */
+	int32_t fill_sock;	/* restart fills the memory (go/restart/fill.go), or -1 */
+	int32_t pad;
 };
 
 /* One epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, {events, data}), by the numbers
@@ -155,7 +157,7 @@ _Static_assert(sizeof(struct ck_mm_map) == 104, "ck_mm_map layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, act) == 216, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_restore_fd) == 16, "ck_restore_fd layout");
 _Static_assert(__builtin_offsetof(struct ck_restore_args, itimer) == 2296, "ck_restore_args layout");
-_Static_assert(sizeof(struct ck_restore_args) == 2504, "ck_restore_args layout");
+_Static_assert(sizeof(struct ck_restore_args) == 2512, "ck_restore_args layout");
 _Static_assert(sizeof(struct ck_timer) == 64, "ck_timer layout");
 _Static_assert(sizeof(struct ck_restore_epoll) == 24, "ck_restore_epoll layout");
 

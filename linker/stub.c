@@ -138,7 +138,10 @@ static void ck_park_vdso(const struct ck_restore_args *a);
 static void ck_unmap_others(const struct ck_restore_args *a);
 static void ck_restore_memory(const struct ck_restore_args *a);
 static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
-			    const struct ck_restore_run *runs);
+			    const struct ck_restore_run *runs, int fill);
+static void ck_copy_runs(const struct ck_restore_args *a, const struct ck_restore_area *ar,
+			 const struct ck_restore_run *runs);
+static void ck_protect_area(const struct ck_restore_area *ar);
 static void ck_restore_vdso(const struct ck_restore_args *a);
 static void ck_restore_mm(const struct ck_restore_args *a);
 static void ck_restore_signals(const struct ck_restore_args *a);
@@ -566,18 +569,54 @@ static void ck_copy_run(const struct ck_restore_args *a, const struct ck_restore
 		      "reading pages from the image");
 }
 
+/* ck_filled asks restart to fill the mapped areas (go/restart/fill.go: it
+ * writes the pages with process_vm_writev on every CPU, where the stub
+ * alone would copy them on one) and waits until it has: true if it did.
+ * restart learns which process to write to from the message's
+ * credentials.  On any failure the stub copies every page itself. */
+static int ck_filled(const struct ck_restore_args *a)
+{
+	char byte = 1;
+	int ok;
+
+	if (a->fill_sock < 0)
+		return 0;
+	ok = ck_sys(SYS_write, a->fill_sock, &byte, 1, 0, 0, 0) == 1 &&
+	     ck_sys(SYS_read, a->fill_sock, &byte, 1, 0, 0, 0) == 1 && byte == 1;
+	ck_sys(SYS_close, a->fill_sock, 0, 0, 0, 0, 0);
+	return ok;
+}
+
+static int ck_restored_here(const struct ck_restore_area *ar)
+{
+	return ar->kind != CK_KIND_VDSO && ar->kind != CK_KIND_VVAR && ar->kind != CK_KIND_VVAR_VCLOCK;
+}
+
 static void ck_restore_memory(const struct ck_restore_args *a)
 {
 	const struct ck_restore_area *areas =
 		(const struct ck_restore_area *)((const char *)a + a->areas_off);
 	const struct ck_restore_run *runs =
 		(const struct ck_restore_run *)((const char *)a + a->runs_off);
+	int filling;
 
 	ck_start_lazy(a);
+	/* restart fills only where no loader serves (it never passes both). */
+	filling = a->fill_sock >= 0 && ck_uffd < 0;
 	for (uint64_t i = 0; i < a->nareas; i++)
-		if (areas[i].kind != CK_KIND_VDSO && areas[i].kind != CK_KIND_VVAR &&
-		    areas[i].kind != CK_KIND_VVAR_VCLOCK)
-			ck_restore_area(a, &areas[i], runs);
+		if (ck_restored_here(&areas[i]))
+			ck_restore_area(a, &areas[i], runs, !filling);
+	if (filling) {
+		int filled = ck_filled(a);
+
+		for (uint64_t i = 0; i < a->nareas; i++) {
+			if (!ck_restored_here(&areas[i]))
+				continue;
+			if (!filled)
+				ck_copy_runs(a, &areas[i], runs);
+			ck_protect_area(&areas[i]);
+		}
+	}
 	if (a->scratch_len)
 		ck_sys(SYS_munmap, a->scratch_addr, a->scratch_len, 0, 0, 0, 0);
 	/* Every area is registered: the loader may start (before, a copy to
@@ -592,32 +631,52 @@ static void ck_restore_memory(const struct ck_restore_args *a)
 	}
 }
 
-static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
-			    const struct ck_restore_run *runs)
+static void ck_copy_runs(const struct ck_restore_args *a, const struct ck_restore_area *ar,
+			 const struct ck_restore_run *runs)
 {
-	uint64_t len = ar->end - ar->start;
+	for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
+		ck_copy_run(a, &runs[r]);
+}
+
+/* ck_protect_area gives an area its protection once its pages are in. */
+static void ck_protect_area(const struct ck_restore_area *ar)
+{
+	long rc;
+
+	if (ar->nruns == 0)
+		return; /* mapped with it */
+	rc = ck_sys(SYS_mprotect, ar->start, ar->end - ar->start, ar->prot, 0, 0, 0);
+	if (rc != 0)
+		ck_fail("protecting an image area", rc);
+}
+
+/* ck_restore_area maps an area and hands it to the loader; with fill, the
+ * stub copies its pages and protects it, else restart fills it first. */
+static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
+			    const struct ck_restore_run *runs, int fill)
+{
 	long flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
 	long prot = ar->nruns ? PROT_READ | PROT_WRITE : ar->prot;
-	long p, rc;
+	long p;
 
 	flags |= (ar->flags & CK_AREA_SHARED) ? MAP_SHARED : MAP_PRIVATE;
 	if (ar->kind == CK_KIND_STACK)
 		flags |= MAP_GROWSDOWN;
-	p = ck_sys(SYS_mmap, ar->start, len, prot, flags, -1, 0);
+	p = ck_sys(SYS_mmap, ar->start, ar->end - ar->start, prot, flags, -1, 0);
 	if (p != (long)ar->start)
 		ck_fail("mapping an image area", p);
 	if (ar->flags & CK_AREA_LOADER) {
 		if (!ck_register_lazy(ar))
 			ck_fail("handing an image area to the loader", -22 /* EINVAL */);
-	} else if (ar->nruns == 0 || !ck_register_lazy(ar)) {
-		for (uint64_t r = ar->first_run; r < ar->first_run + ar->nruns; r++)
-			ck_copy_run(a, &runs[r]);
+	} else if (ar->nruns > 0 && ck_register_lazy(ar)) {
+		/* the loader fills it */
+	} else if (fill) {
+		ck_copy_runs(a, ar, runs);
+	} else {
+		return; /* restart fills it, then ck_restore_memory protects it */
 	}
-	if (prot != ar->prot) {
-		rc = ck_sys(SYS_mprotect, ar->start, len, ar->prot, 0, 0, 0);
-		if (rc != 0)
-			ck_fail("protecting an image area", rc);
-	}
+	if (fill)
+		ck_protect_area(ar);
 }
 
 static void ck_restore_vdso(const struct ck_restore_args *a)

@@ -17,7 +17,10 @@
 #   - with EARLY=1, each restored process is also checkpointed as soon as it
 #     exists (the request waits, blocked, until it runs), while restart is
 #     still loading its memory: the snapshot child is a fork the loader
-#     must serve too.
+#     must serve too;
+#   - with RESTART_ARGS, restart gets those options too; with FILLED=yes
+#     or no, restart must (or must not) have written the memory into the
+#     restored process itself (go/restart/fill.go) rather than the stub.
 # PROG prints one line per tick whose first field is the tick number.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
@@ -83,7 +86,8 @@ compressed orig.err
 restore() {
 	local name=$1 img=$2
 	out=$name.out err=$name.err
-	"$restart" --pid-file "$name.pid" "$img" >"$out" 2>"$err" &
+	# shellcheck disable=SC2086 # RESTART_ARGS are words
+	CKPT_LAZY_DEBUG=${FILLED:+1} "$restart" ${RESTART_ARGS:-} --pid-file "$name.pid" "$img" >"$out" 2>"$err" &
 	rpid=$!
 	pids+=("$rpid")
 	wait_for test -s "$name.pid" || fail "$name: restart --pid-file wrote nothing"
@@ -94,6 +98,10 @@ restore() {
 	first=$(first_field "$out")
 	((first - 1 >= before && first - 1 <= after)) ||
 		fail "$name: starts at $first; before that it printed $before before and $after after the checkpoint"
+	case ${FILLED:-} in
+	yes) grep -q "restart: fill: process [0-9]*: <nil>" "$err" || fail "$name: restart did not fill the memory" ;;
+	no) grep -q "restart: fill:" "$err" && fail "$name: restart filled the memory" ;;
+	esac
 	# Restored memory is copied, never mapped from the image.
 	if grep -qF "$(realpath "$img")" "/proc/$hpid/maps"; then fail "$name: memory is mapped from the image"; fi
 }

@@ -11,8 +11,8 @@ import (
 // the C struct sizes, which the header checks with _Static_assert.
 const (
 	argsMagic   = 0x5347524154534b43 // "CKSTARGS"
-	argsVersion = 3
-	argsSize    = 2504 // sizeof(struct ck_restore_args)
+	argsVersion = 4
+	argsSize    = 2512 // sizeof(struct ck_restore_args)
 	areaSize    = 48   // sizeof(struct ck_restore_area)
 	runSize     = 24   // sizeof(struct ck_restore_run)
 	fdSize      = 16   // sizeof(struct ck_restore_fd)
@@ -39,6 +39,9 @@ type plan struct {
 	// The stub's descriptors for lazy loading (lazy.go): -1, -1 to
 	// copy every page before the program runs.
 	uffdDev, uffdSock int32
+	// The stub's end of the filler's socket (fill.go), or -1: the stub
+	// copies the pages the loader does not serve itself.
+	fillSock int32
 	// loaderOnly: the loader checked that it can serve the program's
 	// private memory, so its runs are not passed (areaLoader).
 	loaderOnly bool
@@ -156,6 +159,8 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	w.u64(p.scratchLen)
 	w.u32(uint32(p.uffdDev))
 	w.u32(uint32(p.uffdSock))
+	w.u32(uint32(p.fillSock))
+	w.u32(0)
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]

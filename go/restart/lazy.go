@@ -444,14 +444,15 @@ func (l *loader) failed() bool {
 
 var errAgain = errors.New("the memory map is changing")
 
-// CKPT_LAZY_DEBUG=1 makes restart log every event and answer to stderr,
-// stamped with CLOCK_MONOTONIC milliseconds (to line up with a program's).
+// CKPT_LAZY_DEBUG=1 makes restart log every event and answer of lazy
+// loading, and how a fill (fill.go) ended, to stderr, stamped with
+// CLOCK_MONOTONIC milliseconds (to line up with a program's).
 var debugLazy = os.Getenv("CKPT_LAZY_DEBUG") != ""
 
 func debugf(format string, args ...any) {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	fmt.Fprintf(os.Stderr, "%d restart: lazy: "+format+"\n", append([]any{ts.Nano() / 1e6}, args...)...)
+	fmt.Fprintf(os.Stderr, "%d restart: "+format+"\n", append([]any{ts.Nano() / 1e6}, args...)...)
 }
 
 // serve loads pend into the process of uffd and answers its faults until
@@ -462,11 +463,11 @@ func (l *loader) serve(uffd int, pend *pending) {
 	var faults []uint64 // addresses waiting for an answer
 	var why error       // why serving ended early
 	if debugLazy {
-		debugf("serving uffd %d, %d pieces", uffd, pend.left)
+		debugf("lazy: serving uffd %d, %d pieces", uffd, pend.left)
 	}
 	defer func() {
 		if debugLazy {
-			debugf("uffd %d done, %d pieces left: %v", uffd, pend.left, why)
+			debugf("lazy: uffd %d done, %d pieces left: %v", uffd, pend.left, why)
 		}
 		// The program would read zeros where pages are missing once
 		// uffd is closed: better dead than silently wrong.
@@ -514,12 +515,12 @@ func (l *loader) serve(uffd int, pend *pending) {
 func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 	u64 := func(off int) uint64 { return *(*uint64)(unsafe.Pointer(&m[off])) }
 	if debugLazy && m[0] != uapi.UffdEventPagefault {
-		debugf("event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
+		debugf("lazy: event %#x %#x %#x %#x", m[0], u64(8), u64(16), u64(24))
 	}
 	switch m[0] {
 	case uapi.UffdEventPagefault:
 		if debugLazy {
-			debugf("fault %#x flags %#x", u64(16), u64(8))
+			debugf("lazy: fault %#x flags %#x", u64(16), u64(8))
 		}
 		faults = append(faults, u64(16)&^(image.PageSize-1))
 	case uapi.UffdEventFork:
@@ -552,7 +553,7 @@ func (l *loader) fault(uffd int, pend *pending, addr uint64) error {
 		}{addr, image.PageSize, 0, 0}
 		err := uapi.Ioctl(uffd, uapi.UffdioZeropage, unsafe.Pointer(&z))
 		if debugLazy {
-			debugf("zero page %#x: %v", addr, err)
+			debugf("lazy: zero page %#x: %v", addr, err)
 		}
 		return l.settle(uffd, err, addr, image.PageSize)
 	}
@@ -681,7 +682,7 @@ func (l *loader) settle(uffd int, err error, addr, n uint64) error {
 		return errAgain
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
 		if debugLazy {
-			debugf("uffd %d at %#x+%#x: %v", uffd, addr, n, err)
+			debugf("lazy: uffd %d at %#x+%#x: %v", uffd, addr, n, err)
 		}
 		return err
 	}

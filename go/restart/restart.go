@@ -427,6 +427,18 @@ func Run(path string, o *Options) (int, error) {
 	if lz != nil {
 		defer lz.close()
 	}
+	// Without a loader, restart writes the pages in before the program
+	// runs, on every CPU (fill.go).
+	var fl *filler
+	if lz == nil {
+		fl = newFiller(im, fd)
+	}
+	filling := false // fl.serve owns fl from then on
+	defer func() {
+		if fl != nil && !filling {
+			fl.close()
+		}
+	}()
 	if o.checkWhileLoading() && len(im.Segments) == 0 && (len(im.Parents) == 0 || chain != nil) {
 		// load left the checks to the loader.  Check now what the
 		// loader will not: everything if there is no loader, else
@@ -478,6 +490,10 @@ func Run(path string, o *Options) (int, error) {
 		p.uffdDev, p.uffdSock = int32(place(lz.dev)), int32(place(lz.stubSock))
 		lz.dev, lz.stubSock = -1, -1 // closed below, once the stub has them
 	}
+	if fl != nil {
+		p.fillSock = int32(place(fl.stubSock))
+		fl.stubSock = -1
+	}
 	argsFD, err := memfd("ckpt-restore-args", unix.MFD_CLOEXEC, nil)
 	if err != nil {
 		return 0, err
@@ -521,6 +537,10 @@ func Run(path string, o *Options) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
+	}
+	if fl != nil {
+		filling = true
+		go fl.serve()
 	}
 	kept, sigs := relay.handOver()
 	var stubTakes sync.Once
