@@ -4,9 +4,10 @@
 # Takes a real image of hello, plain and compressed (CKPT_COMPRESS=1), then
 # damages copies of each in every way a disk, a network copy or a user can: missing, empty, a directory, garbage,
 # cut at each area's data and at random offsets, single bit flips in the
-# header, metadata and page data.  restart and readckpt must refuse each with
-# exit status 2 and one line naming the file, and restart must never run the
-# program (no tick is printed).
+# header, metadata and page data.  restart (as by default, and with --eager,
+# where it checks the pages as it writes them into the new process) and
+# readckpt must refuse each with exit status 2 and one line naming the file,
+# and restart must never run the program (no tick is printed).
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 
@@ -37,19 +38,24 @@ checkpoint plain
 checkpoint zstd CKPT_COMPRESS=1
 [[ $("$readckpt" zstd.ckpt) == *$'\n'"data: "*zstd* ]] || fail "CKPT_COMPRESS=1 wrote no compressed image"
 
+# restart --eager as one command.
+printf '#!/bin/sh\nexec "%s" --eager "$@"\n' "$restart" >eager
+chmod +x eager
+eager=$work/eager
+
 tried=0
-# refuse FILE WHY [TOOL...]: each tool (default: restart and readckpt) must
-# exit 2 with a message naming FILE.
+# refuse FILE WHY [TOOL...]: each tool (default: restart, restart --eager
+# and readckpt) must exit 2 with a message naming FILE.
 refuse() {
 	local f=$1 why=$2 rc tools=("${@:3}")
-	((${#tools[@]})) || tools=("$restart" "$readckpt")
+	((${#tools[@]})) || tools=("$restart" "$eager" "$readckpt")
 	for tool in "${tools[@]}"; do
 		rc=0
 		timeout 20 "$tool" "$f" >tool.out 2>tool.err || rc=$?
 		[[ $rc == 2 ]] || { cat tool.err >&2; fail "$(basename "$tool") exited $rc for $why, want 2"; }
 		[[ $(wc -l <tool.err) == 1 ]] || { cat tool.err >&2; fail "$(basename "$tool") printed more than one line for $why"; }
 		grep -qF "\"$f\"" tool.err || { cat tool.err >&2; fail "$(basename "$tool")'s message for $why does not name the file"; }
-		if [[ $tool == "$restart" ]] && grep -q . tool.out; then fail "restart ran the program for $why"; fi
+		if [[ $tool != "$readckpt" ]] && grep -q . tool.out; then fail "$(basename "$tool") ran the program for $why"; fi
 	done
 	tried=$((tried + 1))
 }

@@ -20,9 +20,15 @@ import (
 // which scales with CPUs: 1 GiB here takes 0.41-0.45 s from one thread,
 // 0.26-0.29 s from two.  If restart cannot write there (ptrace rules such
 // as Yama's ptrace_scope 3, seccomp), the stub copies every page itself.
+//
+// For an image whose data Run has not checked yet (verify), each run's CRC
+// is checked as its bytes pass through: the image is read once, not once
+// to check and once to copy.  A damaged run kills the process before the
+// program runs, and Run reports the image as bad; where restart cannot
+// write, it checks what the stub is to copy before letting it.
 
 const (
-	fillChunk = 4 << 20 // bytes read and written at a time
+	fillChunk = 1 << 20 // bytes read, checked and written at a time
 	fillRuns  = 1024    // runs written at a time (IOV_MAX)
 )
 
@@ -34,23 +40,34 @@ type filler struct {
 	sock, stubSock int // the socket pair's two ends
 	data           int // the image, where every run's data is at its FileOff
 	im             *image.Image
+	verify         bool          // check each run's CRC (Run did not)
+	progress       func(uint64)  // bytes filled so far, or nil
+	pid            int           // the restored process, as seen here
+	done           chan struct{} // closed when serve returns
+	fatal          error         // why serve killed the process (wait)
 
-	pid int // the restored process, as seen here
-
-	mu  sync.Mutex
-	at  fillCursor // the next pages to fill
-	err error
+	mu     sync.Mutex
+	at     fillCursor // the next runs to fill
+	err    error      // the first failure
+	filled uint64
 }
 
-// fillCursor is a position among the runs restart fills: area, run, and
-// bytes of that run already handed out.
-type fillCursor struct {
-	area, run int
-	done      uint64
+// fillCursor is the next run to fill: area and run.
+type fillCursor struct{ area, run int }
+
+// fillSeg is a run to fill: len bytes from file offset off go to addr.
+type fillSeg struct {
+	addr, off, len uint64
+	crc            uint32
+	area           int
 }
 
-// fillSeg is a stretch of a run: len bytes from file offset off go to addr.
-type fillSeg struct{ addr, off, len uint64 }
+// writeError is a failure to write into the restored process (as opposed
+// to one to read the image): the stub can still copy.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "writing the program's memory: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
 
 // newFiller prepares to fill im's areas from data (which it duplicates:
 // Run passes its descriptor on), or returns nil if it cannot.
@@ -74,7 +91,7 @@ func newFiller(im *image.Image, data int) *filler {
 		unix.Close(pair[1])
 		return nil
 	}
-	return &filler{sock: pair[0], stubSock: pair[1], data: dup, im: im}
+	return &filler{sock: pair[0], stubSock: pair[1], data: dup, im: im, done: make(chan struct{})}
 }
 
 // filledHere reports whether restart fills a's pages: those the stub
@@ -83,20 +100,40 @@ func filledHere(a *image.Area) bool { return !a.Kind.Special() }
 
 // serve waits for the stub to map the areas, fills them, and tells the stub
 // whether it did (else the stub copies them).  It returns when the stub
-// has its answer or is gone.
+// has its answer or is gone, or after killing the process (a damaged or
+// unreadable image: wait returns why).
 func (f *filler) serve() {
+	defer close(f.done)
 	defer f.close()
 	pid, err := f.receive()
 	if err != nil {
 		return // the stub died (restart reports how)
 	}
-	ok := byte(0)
-	err = f.fill(pid)
-	if err == nil {
-		ok = 1
+	ok := byte(1)
+	if err = f.fill(pid); err != nil {
+		ok = 0
+		var werr writeError
+		if errors.Is(err, unix.ESRCH) {
+			return // killed meanwhile
+		}
+		if errors.As(err, &werr) {
+			if f.verify {
+				// The stub copies what restart could not write:
+				// check all of it first.
+				err = image.VerifyData(fdReader(f.data), areasWhere(f.im, filledHere), nil)
+			} else {
+				err = nil
+			}
+		}
 	}
 	if debugLazy {
-		debugf("fill: process %d: %v (nil: filled; else the stub copies)", pid, err)
+		debugf("fill: process %d: %v (filled: %v; else the stub copies)", pid, err, ok == 1)
+	}
+	if err != nil {
+		// The program never runs: Run reports err once the process is gone.
+		f.fatal = err
+		unix.Kill(pid, unix.SIGKILL)
+		return
 	}
 	// MSG_NOSIGNAL: a stub gone meanwhile is no SIGPIPE to pass on.
 	for {
@@ -104,6 +141,12 @@ func (f *filler) serve() {
 			return
 		}
 	}
+}
+
+// wait waits for serve and returns why it killed the process, if it did.
+func (f *filler) wait() error {
+	<-f.done
+	return f.fatal
 }
 
 // receive waits for the stub's request and returns its PID.
@@ -149,76 +192,126 @@ func (f *filler) fill(pid int) error {
 	return f.err
 }
 
-// work fills what next hands out until nothing is left or a write fails.
+// work fills what next hands out until nothing is left or a step fails.
 func (f *filler) work() {
 	buf := make([]byte, fillChunk)
 	segs := make([]fillSeg, 0, fillRuns)
-	local := make([]unix.Iovec, 1)
 	remote := make([]unix.RemoteIovec, 0, fillRuns)
 	for {
 		segs = f.next(segs[:0])
 		if len(segs) == 0 {
 			return
 		}
-		n, err := f.read(buf, segs)
-		if err == nil {
-			local[0].Base, local[0].Len = &buf[0], uint64(n)
-			remote = remote[:0]
-			for _, s := range segs {
-				remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)})
-			}
-			err = f.write(local, remote, n)
+		var n uint64
+		var err error
+		if len(segs) == 1 && segs[0].len > fillChunk {
+			n, err = f.fillLong(buf, segs[0])
+		} else {
+			n, err = f.fillShort(buf, segs, remote)
 		}
+		f.mu.Lock()
+		if err != nil && f.err == nil {
+			f.err = err
+		}
+		f.filled += n
+		if f.progress != nil && err == nil {
+			f.progress(f.filled)
+		}
+		f.mu.Unlock()
 		if err != nil {
-			f.mu.Lock()
-			if f.err == nil {
-				f.err = err
-			}
-			f.mu.Unlock()
 			return
 		}
 	}
 }
 
-// read reads the data of segs back to back into buf, one pread for the
-// segments that follow each other in the file.
-func (f *filler) read(buf []byte, segs []fillSeg) (int, error) {
-	n := 0
+// fillShort fills runs that fit in buf together: read back to back (one
+// pread for those that follow each other in the file), checked, and written
+// with one call.
+func (f *filler) fillShort(buf []byte, segs []fillSeg, remote []unix.RemoteIovec) (uint64, error) {
+	n := uint64(0)
 	for i := 0; i < len(segs); {
 		j, size := i+1, segs[i].len
 		for j < len(segs) && segs[j].off == segs[i].off+size {
 			size += segs[j].len
 			j++
 		}
-		if _, err := (fdReader(f.data)).ReadAt(buf[n:n+int(size)], int64(segs[i].off)); err != nil {
-			return 0, fmt.Errorf("reading the image: %w", err)
+		if err := f.read(buf[n:n+size], segs[i]); err != nil {
+			return 0, err
 		}
-		n += int(size)
+		n += size
 		i = j
 	}
-	return n, nil
+	remote = remote[:0]
+	at := uint64(0)
+	for _, s := range segs {
+		if f.verify && image.Checksum(buf[at:at+s.len]) != s.crc {
+			return 0, f.damaged(s)
+		}
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)})
+		at += s.len
+	}
+	return n, f.write(buf[:n], remote)
 }
 
-// write writes n bytes from local to remote in the restored process.
-func (f *filler) write(local []unix.Iovec, remote []unix.RemoteIovec, n int) error {
+// fillLong fills one run longer than buf, a buffer at a time; its CRC is
+// known only at the end, but the program does not run before then.
+func (f *filler) fillLong(buf []byte, s fillSeg) (uint64, error) {
+	crc := uint32(0)
+	for done := uint64(0); done < s.len; {
+		b := buf[:min(uint64(len(buf)), s.len-done)]
+		part := s
+		part.off, part.addr = s.off+done, s.addr+done
+		if err := f.read(b, part); err != nil {
+			return 0, err
+		}
+		crc = image.ChecksumUpdate(crc, b)
+		if err := f.write(b, []unix.RemoteIovec{{Base: uintptr(part.addr), Len: len(b)}}); err != nil {
+			return 0, err
+		}
+		done += uint64(len(b))
+	}
+	if f.verify && crc != s.crc {
+		return 0, f.damaged(s)
+	}
+	return s.len, nil
+}
+
+// damaged is the error for run s whose CRC does not match, worded as
+// image.VerifyData words it.
+func (f *filler) damaged(s fillSeg) error {
+	a := &f.im.Areas[s.area]
+	return fmt.Errorf("%w in the data of area %#x-%#x at file offset %#x", image.ErrChecksum, a.Start, a.End, s.off)
+}
+
+// read reads len(b) bytes of the image from s's offset.
+func (f *filler) read(b []byte, s fillSeg) error {
+	if _, err := (fdReader(f.data)).ReadAt(b, int64(s.off)); err != nil {
+		a := &f.im.Areas[s.area]
+		return fmt.Errorf("reading the data of area %#x-%#x: %w", a.Start, a.End, err)
+	}
+	return nil
+}
+
+// write writes b to remote in the restored process.
+func (f *filler) write(b []byte, remote []unix.RemoteIovec) error {
+	local := []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}
 	for {
 		w, err := unix.ProcessVMWritev(f.pid, local, remote, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("writing the program's memory: %w", err)
+			return writeError{err}
 		}
-		if w != n {
-			return fmt.Errorf("writing the program's memory: %d of %d bytes", w, n)
+		if w != len(b) {
+			return writeError{fmt.Errorf("%d of %d bytes written", w, len(b))}
 		}
 		return nil
 	}
 }
 
-// next appends the next pages to fill to segs: up to fillChunk bytes in up
-// to fillRuns runs (a longer run is handed out in parts), none after a
-// failure.
+// next appends the next runs to fill to segs: whole runs, up to fillChunk
+// bytes and fillRuns runs, or one longer run alone; none after a failure.
 func (f *filler) next(segs []fillSeg) []fillSeg {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -226,19 +319,23 @@ func (f *filler) next(segs []fillSeg) []fillSeg {
 		return segs
 	}
 	room := uint64(fillChunk)
-	for c := &f.at; c.area < len(f.im.Areas) && room > 0 && len(segs) < cap(segs); {
+	for c := &f.at; c.area < len(f.im.Areas) && len(segs) < cap(segs); {
 		a := &f.im.Areas[c.area]
 		if !filledHere(a) || c.run == len(a.Runs) {
-			c.area, c.run, c.done = c.area+1, 0, 0
+			c.area, c.run = c.area+1, 0
 			continue
 		}
 		r := &a.Runs[c.run]
-		n := min(room, r.Len()-c.done)
-		segs = append(segs, fillSeg{addr: uint64(a.Start) + r.Page*image.PageSize + c.done, off: r.FileOff + c.done, len: n})
-		room -= n
-		if c.done += n; c.done == r.Len() {
-			c.run, c.done = c.run+1, 0
+		if r.Len() > room && len(segs) > 0 {
+			break
 		}
+		segs = append(segs, fillSeg{addr: uint64(a.Start) + r.Page*image.PageSize, off: r.FileOff,
+			len: r.Len(), crc: r.CRC, area: c.area})
+		c.run++
+		if r.Len() >= room {
+			break
+		}
+		room -= r.Len()
 	}
 	return segs
 }

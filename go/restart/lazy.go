@@ -281,12 +281,13 @@ func (l *loader) unmap() {
 	l.data = nil
 }
 
-// notLoaded returns im without the runs the loader loads (and checks).
-func notLoaded(im *image.Image) *image.Image {
+// areasWhere returns im with only the areas keep keeps: what is left to
+// check of an image whose other areas the loader or the filler checks.
+func areasWhere(im *image.Image, keep func(*image.Area) bool) *image.Image {
 	rest := *im
 	rest.Areas = nil
 	for i := range im.Areas {
-		if a := &im.Areas[i]; !lazyArea(a) {
+		if a := &im.Areas[i]; keep(a) {
 			rest.Areas = append(rest.Areas, *a)
 		}
 	}

@@ -92,42 +92,47 @@ func (o *Options) warn(msg string) {
 // Load opens, decodes and fully verifies the image at path.  The returned
 // descriptor is open on the image.  An image must belong to the invoking
 // user (it will run as them) unless o.Force is set.
-func Load(path string, o *Options) (*image.Image, int, error) { return load(path, o, false) }
+func Load(path string, o *Options) (*image.Image, int, error) {
+	im, fd, _, err := load(path, o, false)
+	return im, fd, err
+}
 
 // load is Load; with unpack, the descriptor it returns holds every run's
 // data at the run's FileOff as it is: the image itself, or for a compressed
 // or incremental image a memory file its data and its parents' are
-// gathered into (and im is changed to describe that file).
-func load(path string, o *Options, unpack bool) (*image.Image, int, error) {
+// gathered into (and im is changed to describe that file).  The data of an
+// image that is itself such a file is left unchecked then (checked false):
+// Run checks it, or has it checked as it is loaded.
+func load(path string, o *Options, unpack bool) (_ *image.Image, _ int, checked bool, _ error) {
 	fd, im, h, err := openImage(path, o)
 	if err != nil {
-		return nil, -1, err
+		return nil, -1, false, err
 	}
 	return loadOpened(path, fd, im, h, o, unpack)
 }
 
 // loadOpened is load of the image openImage opened.
-func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Options, unpack bool) (*image.Image, int, error) {
+func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Options, unpack bool) (_ *image.Image, _ int, checked bool, _ error) {
 	if len(im.Parents) == 0 && (!unpack || len(im.Segments) == 0) {
-		if unpack && o.checkWhileLoading() {
-			return im, fd, nil // the loader checks each run (Run falls back if it cannot)
+		if unpack {
+			return im, fd, false, nil
 		}
 		if err := checkData(fd, im, h, nil, nil, nil, o); err != nil {
 			unix.Close(fd)
-			return nil, -1, bad("%w", err)
+			return nil, -1, false, bad("%w", err)
 		}
-		return im, fd, nil
+		return im, fd, true, nil
 	}
 	defer unix.Close(fd)
 	parents, ends, closeParents, err := openParents(path, im, o)
 	if err != nil {
-		return nil, -1, err
+		return nil, -1, false, err
 	}
 	defer closeParents()
 	out, data := io.WriterAt(nil), -1
 	if unpack {
 		if data, err = memfd("ckpt-restore-data", unix.MFD_CLOEXEC, nil); err != nil {
-			return nil, -1, err
+			return nil, -1, false, err
 		}
 		out = fdWriter(data)
 	}
@@ -136,66 +141,70 @@ func loadOpened(path string, fd int, im *image.Image, h *image.Header, o *Option
 			unix.Close(data)
 		}
 		if errors.Is(err, errUnpack) {
-			return nil, -1, err
+			return nil, -1, false, err
 		}
-		return nil, -1, bad("%w", err)
+		return nil, -1, false, bad("%w", err)
 	}
 	if !unpack {
 		// Checked; the caller only closes it.
 		data, err = unix.Dup(fd)
 		if err != nil {
-			return nil, -1, err
+			return nil, -1, false, err
 		}
 	}
-	return im, data, nil
+	return im, data, true, nil
 }
 
 // checkData checks the data of the image in fd and the pages it takes from
 // its parents, reporting progress, and copies them to out if it is not nil
 // (image.Unpack, then Image.Gather).
 func checkData(fd int, im *image.Image, h *image.Header, parents []io.ReaderAt, ends []uint64, out io.WriterAt, o *Options) error {
-	var progress func(uint64)
-	var base uint64 // bytes checked before the current step
-	if o.Progress != nil {
-		total := im.StoredBytes()
-		progress = func(done uint64) { o.Progress(base+done, total) }
-	}
-	if err := image.Unpack(fdReader(fd), im, out, progress); err != nil {
+	total := im.StoredBytes()
+	if err := image.Unpack(fdReader(fd), im, out, o.progressFrom(0, total)); err != nil {
 		return err
 	}
-	base = im.DataEnd(h) - image.DataStart // the image's own data
-	return im.Gather(parents, ends, out, im.DataEnd(h), progress)
+	own := im.DataEnd(h) - image.DataStart // the image's own data
+	return im.Gather(parents, ends, out, im.DataEnd(h), o.progressFrom(own, total))
+}
+
+// progressFrom returns a function that reports a step's bytes checked so
+// far as base+done of total to o.Progress, or nil without it.
+func (o *Options) progressFrom(base, total uint64) func(done uint64) {
+	if o.Progress == nil {
+		return nil
+	}
+	return func(done uint64) { o.Progress(base+done, total) }
 }
 
 // loadToRun is load for Run.  An incremental image whose parents' pages all
 // go to memory the loader serves is not gathered: it returns the image and
 // the parents' data for the loader to read where it is (chain), checked
-// as Load would (with --lazy, each run when it is loaded), and a function
-// that closes the parents.  Where no loader can serve, it gathers.
-func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentData, done func(), err error) {
+// as Load would unless --lazy (checked false), and a function that closes
+// the parents.  Where no loader can serve, it gathers.
+func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentData, done func(), checked bool, err error) {
 	done = func() {}
 	if o.Eager {
-		im, fd, err = load(path, o, true)
-		return im, fd, nil, done, err
+		im, fd, checked, err = load(path, o, true)
+		return im, fd, nil, done, checked, err
 	}
 	fd, im, h, err := openImage(path, o)
 	if err != nil {
-		return nil, -1, nil, done, err
+		return nil, -1, nil, done, false, err
 	}
 	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) || !loaderServes() {
-		im, fd, err = loadOpened(path, fd, im, h, o, true)
-		return im, fd, nil, done, err
+		im, fd, checked, err = loadOpened(path, fd, im, h, o, true)
+		return im, fd, nil, done, checked, err
 	}
 	readers, ends, closeParents, err := openParents(path, im, o)
 	if err != nil {
 		unix.Close(fd)
-		return nil, -1, nil, done, err
+		return nil, -1, nil, done, false, err
 	}
 	if !o.checkWhileLoading() {
 		if err = checkData(fd, im, h, readers, ends, nil, o); err != nil {
 			closeParents()
 			unix.Close(fd)
-			return nil, -1, nil, done, bad("%w", err)
+			return nil, -1, nil, done, false, bad("%w", err)
 		}
 	}
 	chain = &parentData{ends: ends}
@@ -203,7 +212,7 @@ func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentD
 		chain.fds = append(chain.fds, int(r.(fdReader)))
 		chain.names = append(chain.names, im.Parents[k].Name)
 	}
-	return im, fd, chain, closeParents, nil
+	return im, fd, chain, closeParents, !o.checkWhileLoading(), nil
 }
 
 // parentsLoaded reports whether every page im takes from a parent is in
@@ -398,7 +407,7 @@ func Run(path string, o *Options) (int, error) {
 	if !o.Lazy {
 		relay.caught()
 	}
-	im, fd, chain, closeChain, err := loadToRun(path, o)
+	im, fd, chain, closeChain, checked, err := loadToRun(path, o)
 	if err != nil {
 		return 0, err
 	}
@@ -411,7 +420,7 @@ func Run(path string, o *Options) (int, error) {
 		// (loadToRun saw that one could serve; mapping failed since).
 		closeChain()
 		unix.Close(fd)
-		if im, fd, err = load(path, o, true); err != nil {
+		if im, fd, checked, err = load(path, o, true); err != nil {
 			return 0, err
 		}
 		chain, closeChain = nil, func() {}
@@ -439,16 +448,25 @@ func Run(path string, o *Options) (int, error) {
 			fl.close()
 		}
 	}()
-	if o.checkWhileLoading() && len(im.Segments) == 0 && (len(im.Parents) == 0 || chain != nil) {
-		// load left the checks to the loader.  Check now what the
-		// loader will not: everything if there is no loader, else
-		// shared memory and files' contents.
+	if !checked {
+		// Check now what no one checks later: with --lazy, the loader
+		// checks each run it loads; the filler checks each run as it
+		// writes it (the image is read once); the rest (shared memory,
+		// files' contents, or everything) is checked here.
 		check := im
-		if lz != nil {
-			check = notLoaded(im)
+		switch {
+		case lz != nil && o.checkWhileLoading():
+			check = areasWhere(im, func(a *image.Area) bool { return !lazyArea(a) })
+		case lz == nil && fl != nil:
+			check = areasWhere(im, func(a *image.Area) bool { return !filledHere(a) })
+			fl.verify = true
 		}
-		if err := image.VerifyData(fdReader(fd), check, nil); err != nil {
+		total, rest := im.StoredBytes(), check.StoredBytes()
+		if err := image.VerifyData(fdReader(fd), check, o.progressFrom(0, total)); err != nil {
 			return 0, bad("%w", err)
+		}
+		if fl != nil {
+			fl.progress = o.progressFrom(rest, total)
 		}
 	}
 	if err := checkHost(im); err != nil {
@@ -580,6 +598,11 @@ func Run(path string, o *Options) (int, error) {
 		case st := <-done:
 			if lz != nil {
 				if err := lz.wait(); err != nil {
+					return 0, bad("%w", err)
+				}
+			}
+			if fl != nil {
+				if err := fl.wait(); err != nil {
 					return 0, bad("%w", err)
 				}
 			}
