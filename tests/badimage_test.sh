@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# badimage_test.sh LIBCKPT RESTART READCKPT HELLO
+# badimage_test.sh LIBCKPT RESTART READCKPT HELLO FILES
 #
 # Takes a real image of hello, plain and compressed (CKPT_COMPRESS=1), then
 # damages copies of each in every way a disk, a network copy or a user can: missing, empty, a directory, garbage,
@@ -15,6 +15,7 @@ lib=$(realpath "$1")
 restart=$(realpath "$2")
 readckpt=$(realpath "$3")
 hello=$(realpath "$4")
+files=$(realpath "$5")
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/badimage.XXXXXX")
 cd "$work"
 
@@ -142,4 +143,38 @@ epid=$(cat eager.pid)
 kill -9 "$rpid"
 gone() { ! kill -0 "$epid" 2>/dev/null; }
 wait_for gone || fail "the restored program outlived restart"
-echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores; the program dies with restart"
+# A file the program appends to is cut back to its size at the checkpoint
+# when it restarts, but only once the image is known to be good: with
+# --eager the pages are checked while they are written into the new
+# process, after the files were reopened.
+mkdir filesrun
+(cd filesrun && CKPT_DIR=$work/filesrun LD_PRELOAD=$lib exec "$files" 50 >out 2>err) &
+fpid=$!
+pids+=("$fpid")
+wait_for at_least . filesrun/out 3 || fail "files did not tick"
+kill -USR2 "$fpid"
+wait_for grep -q "ckpt: wrote" filesrun/err || fail "files wrote no image"
+sleep 0.3 # more lines in its log
+kill -9 "$fpid"
+{ wait "$fpid"; } 2>/dev/null || true
+log=filesrun/files.wd/log.txt
+grown=$(stat -c %s "$log")
+fimg=$(image_in filesrun/err)
+cp "$fimg" filesbad.ckpt
+size=$(stat -c %s filesbad.ckpt)
+printf '\x5a' | dd of=filesbad.ckpt bs=1 seek=$((size / 2)) conv=notrunc status=none
+rc=0
+timeout 20 "$eager" "$work/filesbad.ckpt" >fbad.out 2>fbad.err || rc=$?
+((rc == 2)) || fail "restart --eager of a damaged image of files exited $rc, want 2: $(cat fbad.err)"
+grep -q . fbad.out && fail "restart --eager ran files from a damaged image"
+[[ $(stat -c %s "$log") == "$grown" ]] || fail "restart --eager of a damaged image cut the log ($grown -> $(stat -c %s "$log") bytes)"
+"$eager" --pid-file fgood.pid "$fimg" >fgood.out 2>fgood.err &
+rpid=$!
+pids+=("$rpid")
+wait_for at_least . fgood.out 2 || fail "restart --eager did not run files: $(cat fgood.err)"
+grep -q "removed .* bytes written after the checkpoint" fgood.err || fail "restart --eager did not cut the log: $(cat fgood.err)"
+grep -q FAIL fgood.out && fail "files restored with --eager reports: $(grep FAIL fgood.out)"
+kill -9 "$(cat fgood.pid)"
+{ wait "$rpid"; } 2>/dev/null || true
+
+echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores; the program dies with restart; a damaged image leaves files uncut"

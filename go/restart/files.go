@@ -59,11 +59,14 @@ var safeDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/fu
 //     its registrations (the Go runtime's netpoller has both);
 //   - other pipes, sockets, terminals and other kernel objects are replaced
 //     by /dev/null, with a warning.
-func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedFD, error) {
+//
+// Cutting off what was written to a file after the checkpoint is left to
+// the caller (cuts): it waits until the image is checked.
+func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) (_ []passedFD, cuts []cut, _ error) {
 	var out []passedFD
 	pipes, err := newPipes(im.Files)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		for _, p := range pipes {
@@ -83,15 +86,78 @@ func reopenFiles(im *image.Image, img io.ReaderAt, warn func(string)) ([]passedF
 		} else {
 			fd, err = reopen(f, img, warn)
 		}
+		if err == nil && f.Kind == image.FileRegular && !f.Deleted {
+			cuts, err = cutLater(cuts, fd, f)
+			if err != nil {
+				unix.Close(fd)
+			}
+		}
 		if err != nil {
 			for _, p := range out {
 				unix.Close(p.from)
 			}
-			return nil, fmt.Errorf("descriptor %d (%q): %w", f.FD, f.Path, err)
+			closeCuts(cuts)
+			return nil, nil, fmt.Errorf("descriptor %d (%q): %w", f.FD, f.Path, err)
 		}
 		out = append(out, passedFD{from: fd, to: int(f.FD), cloexec: f.FDFlags&unix.FD_CLOEXEC != 0})
 	}
-	return out, nil
+	return out, cuts, nil
+}
+
+// savesFiles reports whether restart puts a file's saved contents back
+// (CKPT_SAVE_FILES=1), which changes the file at its path.
+func savesFiles(im *image.Image) bool {
+	for i := range im.Files {
+		if f := &im.Files[i]; f.Kind == image.FileRegular && f.Saved && !f.Deleted {
+			return true
+		}
+	}
+	return false
+}
+
+// cut is a file to cut back to the size it had at the checkpoint: the
+// bytes written after it belong to the run being undone, and a log then
+// holds each line once.
+type cut struct {
+	fd   int // a descriptor of its own on the file
+	file *image.File
+	size uint64 // the file's size now
+}
+
+// cutLater adds the file f reopened as fd to cuts if it is open for
+// writing and longer than at the checkpoint.
+func cutLater(cuts []cut, fd int, f *image.File) ([]cut, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return cuts, err
+	}
+	if uint64(st.Size) <= f.Size || f.Flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return cuts, nil
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return cuts, err
+	}
+	return append(cuts, cut{fd: dup, file: f, size: uint64(st.Size)}), nil
+}
+
+// applyCuts cuts every file in cuts and closes their descriptors.
+func applyCuts(cuts []cut, warn func(string)) error {
+	defer closeCuts(cuts)
+	for _, c := range cuts {
+		f := c.file
+		if err := unix.Ftruncate(c.fd, int64(f.Size)); err != nil {
+			return fmt.Errorf("descriptor %d (%q): cutting off data written after the checkpoint: %w", f.FD, f.Path, err)
+		}
+		warn(fmt.Sprintf("descriptor %d: %q: removed %d bytes written after the checkpoint", f.FD, f.Path, c.size-f.Size))
+	}
+	return nil
+}
+
+func closeCuts(cuts []cut) {
+	for _, c := range cuts {
+		unix.Close(c.fd)
+	}
 }
 
 // newPipes makes a new pipe for every pipe the program holds both ends of,
@@ -193,16 +259,9 @@ func reopenRegular(f *image.File, flags int, warn func(string)) (int, error) {
 	if st.Ino != f.Ino || st.Dev != f.Dev {
 		warn(fmt.Sprintf("descriptor %d: %q is not the file it was at the checkpoint (it was replaced)", f.FD, f.Path))
 	}
-	switch {
-	case size < f.Size:
+	if size < f.Size {
 		unix.Close(fd)
 		return -1, fmt.Errorf("the file is %d bytes, shorter than the %d it had at the checkpoint", size, f.Size)
-	case size > f.Size && f.Flags&unix.O_ACCMODE != unix.O_RDONLY:
-		if err := unix.Ftruncate(fd, int64(f.Size)); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("cutting off data written after the checkpoint: %w", err)
-		}
-		warn(fmt.Sprintf("descriptor %d: %q: removed %d bytes written after the checkpoint", f.FD, f.Path, size-f.Size))
 	}
 	seek(fd, f)
 	return fd, nil

@@ -41,6 +41,8 @@ type filler struct {
 	data           int // the image, where every run's data is at its FileOff
 	im             *image.Image
 	verify         bool          // check each run's CRC (Run did not)
+	cuts           []cut         // with verify, to apply once checked (files.go)
+	warn           func(string)  // for cuts
 	progress       func(uint64)  // bytes filled so far, or nil
 	pid            int           // the restored process, as seen here
 	done           chan struct{} // closed when serve returns
@@ -113,21 +115,28 @@ func (f *filler) serve() {
 	if err = f.fill(pid); err != nil {
 		ok = 0
 		var werr writeError
-		if errors.Is(err, unix.ESRCH) {
+		switch {
+		case errors.Is(err, unix.ESRCH):
 			return // killed meanwhile
-		}
-		if errors.As(err, &werr) {
+		case errors.As(err, &werr):
+			// The stub copies what restart could not write: with
+			// verify, check all of it first.
+			err = nil
 			if f.verify {
-				// The stub copies what restart could not write:
-				// check all of it first.
-				err = image.VerifyData(fdReader(f.data), areasWhere(f.im, filledHere), nil)
-			} else {
-				err = nil
+				if verr := image.VerifyData(fdReader(f.data), areasWhere(f.im, filledHere), nil); verr != nil {
+					err = bad("%w", verr)
+				}
 			}
+		default:
+			err = bad("%w", err)
 		}
 	}
 	if debugLazy {
 		debugf("fill: process %d: %v (filled: %v; else the stub copies)", pid, err, ok == 1)
+	}
+	if err == nil {
+		err = applyCuts(f.cuts, f.warn)
+		f.cuts = nil
 	}
 	if err != nil {
 		// The program never runs: Run reports err once the process is gone.
@@ -143,7 +152,8 @@ func (f *filler) serve() {
 	}
 }
 
-// wait waits for serve and returns why it killed the process, if it did.
+// wait waits for serve and returns why it killed the process, if it did
+// (ErrBadImage for a damaged image).
 func (f *filler) wait() error {
 	<-f.done
 	return f.fatal
@@ -342,6 +352,8 @@ func (f *filler) next(segs []fillSeg) []fillSeg {
 
 // close closes the filler's descriptors.
 func (f *filler) close() {
+	closeCuts(f.cuts)
+	f.cuts = nil
 	for _, fd := range []*int{&f.sock, &f.stubSock, &f.data} {
 		if *fd >= 0 {
 			unix.Close(*fd)

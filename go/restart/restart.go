@@ -457,7 +457,9 @@ func Run(path string, o *Options) (int, error) {
 		switch {
 		case lz != nil && o.checkWhileLoading():
 			check = areasWhere(im, func(a *image.Area) bool { return !lazyArea(a) })
-		case lz == nil && fl != nil:
+		case lz == nil && fl != nil && !savesFiles(im):
+			// (Putting a file's saved contents back waits for the
+			// check, so the filler checks only without them.)
 			check = areasWhere(im, func(a *image.Area) bool { return !filledHere(a) })
 			fl.verify = true
 		}
@@ -482,8 +484,13 @@ func Run(path string, o *Options) (int, error) {
 		return 0, bad("%w", err)
 	}
 	p.loaderOnly = loaderOnly
-	files, err := reopenFiles(im, fdReader(fd), o.warn)
+	files, cuts, err := reopenFiles(im, fdReader(fd), o.warn)
 	if err != nil {
+		return 0, err
+	}
+	if fl != nil && fl.verify {
+		fl.cuts, fl.warn = cuts, o.warn // once the filler has checked the image
+	} else if err := applyCuts(cuts, o.warn); err != nil {
 		return 0, err
 	}
 	// The child gets 0-2, then every descriptor the stub moves into place
@@ -603,7 +610,7 @@ func Run(path string, o *Options) (int, error) {
 			}
 			if fl != nil {
 				if err := fl.wait(); err != nil {
-					return 0, bad("%w", err)
+					return 0, err
 				}
 			}
 			if st == nil {
