@@ -25,9 +25,12 @@ wait_for at_least '^ckpt: wrote' prog.err 1 || fail "no checkpoint"
 kill -9 "$pid"
 img=$(image_in prog.err)
 
-# started RESTART_PID SIGNAL: start restart and send it SIGNAL once it has
-# opened the image, a few hundred milliseconds before the program can run.
+# started SIGNAL: start restart and send it SIGNAL once it has opened the
+# image, a few hundred milliseconds before the program can run.
 started() {
+	# Out of the page cache, the check takes long enough to be caught
+	# (from the cache it can take 20 ms, shorter than a poll).
+	dd if="$img" iflag=nocache count=0 status=none
 	"$restart" -q "$img" >"restored.$1.out" 2>"restored.$1.err" &
 	rpid=$!
 	pids+=("$rpid")
