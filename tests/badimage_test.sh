@@ -133,6 +133,12 @@ timeout 20 "$restart" --lazy "$work/lazy.ckpt" >lazy.out 2>lazy.err || rc=$?
 ((rc == 2)) || fail "restart --lazy of a damaged image exited $rc, want 2: $(cat lazy.err)"
 grep -q "checksum mismatch" lazy.err && grep -qF "\"$work/lazy.ckpt\"" lazy.err ||
 	fail "restart --lazy said $(cat lazy.err)"
+# Where restart may not write into the new process, it checks the image
+# before the stub copies it.
+rc=0
+CKPT_RESTART_FILL=refused timeout 20 "$eager" "$work/lazy.ckpt" >refused.out 2>refused.err || rc=$?
+((rc == 2)) || fail "restart --eager, refused writing, of a damaged image exited $rc, want 2: $(cat refused.err)"
+grep -q . refused.out && fail "restart --eager, refused writing, ran the program from a damaged image"
 "$restart" --eager --pid-file eager.pid "$work/plain.ckpt" >eager.out 2>eager.err &
 rpid=$!
 pids+=("$rpid")

@@ -32,8 +32,12 @@ const (
 	fillRuns  = 1024    // runs written at a time (IOV_MAX)
 )
 
-// fillOff is CKPT_RESTART_FILL=0: the stub copies (a test).
-var fillOff = os.Getenv("CKPT_RESTART_FILL") == "0"
+// CKPT_RESTART_FILL=0: the stub copies; =refused: every write into the
+// process fails as where ptrace rules forbid it (tests).
+var (
+	fillOff     = os.Getenv("CKPT_RESTART_FILL") == "0"
+	fillRefused = os.Getenv("CKPT_RESTART_FILL") == "refused"
+)
 
 // filler fills one restored process.
 type filler struct {
@@ -304,6 +308,9 @@ func (f *filler) read(b []byte, s fillSeg) error {
 
 // write writes b to remote in the restored process.
 func (f *filler) write(b []byte, remote []unix.RemoteIovec) error {
+	if fillRefused {
+		return writeError{unix.EPERM}
+	}
 	local := []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}
 	for {
 		w, err := unix.ProcessVMWritev(f.pid, local, remote, 0)
