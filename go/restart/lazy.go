@@ -66,11 +66,11 @@ func (l *loader) run(k int32) *image.Run {
 
 // loader serves one restored program and the children it forks.
 type loader struct {
-	dev, stubSock, sock int // /dev/userfaultfd, the socket pair's two ends
-	// serves: a userfaultfd made here took the events the loader needs,
-	// so the one the stub makes will: the stub gets no runs of the
-	// areas the loader serves, and cannot fall back to copying them.
-	serves bool
+	// /dev/userfaultfd, the socket pair's two ends.  A loader exists only
+	// where a userfaultfd made here took the events it needs (canServe),
+	// so the one the stub makes will: the stub gets no runs of the areas
+	// the loader serves, and cannot fall back to copying them.
+	dev, stubSock, sock int
 	// data holds each source's data: the image's, then with parents
 	// (an incremental image served without gathering it, chain) each
 	// parent's; ends says where each one's data ends.
@@ -94,7 +94,8 @@ type loader struct {
 
 // newLoader prepares lazy loading of im's private areas from dataFD (and,
 // for an incremental image not gathered, from its parents in chain), or
-// returns nil if this machine cannot do it (the stub then copies).  With
+// returns nil if this machine cannot do it (restart then fills the memory
+// before the program runs: fill.go).  With
 // verify, each run's CRC is checked before any of its pages is loaded.
 // What the loader serves from is made in the background while restart
 // starts the stub (build); start waits for it.
@@ -136,9 +137,9 @@ func newLoader(im *image.Image, dataFD int, chain *parentData, verify bool) *loa
 		l.unmap()
 		return nil
 	}
-	l.serves = canServe(l.dev)
-	if chain != nil && !l.serves {
-		// Only a serving loader reads the parents: Run gathers.
+	if !canServe(l.dev) {
+		// Opening /dev/userfaultfd is not enough: fork events need
+		// CAP_SYS_PTRACE.
 		unix.Close(l.dev)
 		l.unmap()
 		return nil
@@ -324,16 +325,9 @@ func (l *loader) start() {
 		defer l.wg.Done()
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer l.catchFault()
-		if !l.serves {
-			// Declining may mean checking every run first.
-			if <-l.built; l.buildErr != nil {
-				l.fail(l.buildErr) // the stub waits for an answer: it dies there
-				return
-			}
-		}
 		uffd, err := l.receive()
 		if err != nil {
-			return // the stub copies every page itself
+			return // the stub is gone, or fails without the loader
 		}
 		// The stub maps and registers its memory meanwhile.
 		if <-l.built; l.buildErr != nil {
@@ -360,10 +354,10 @@ func (l *loader) wait() error {
 }
 
 // receive takes the userfaultfd from the stub, enables the events the
-// loader follows and tells the stub whether it serves.  When it does not
-// (the stub could not create one, or the kernel refuses the events), the
-// stub copies every page itself: with verify, the loader checks the image
-// first, while the stub waits.
+// loader follows and tells the stub whether it serves.  When it cannot
+// (the stub could not create one, or the kernel refuses the events, though
+// it took them from restart), the program cannot run: the stub has none of
+// the runs the loader was to serve.
 func (l *loader) receive() (int, error) {
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := unix.Recvmsg(l.sock, buf, oob, 0)
@@ -381,17 +375,9 @@ func (l *loader) receive() (int, error) {
 		unix.Close(uffd)
 		uffd = -1
 	}
-	if uffd < 0 && l.serves {
-		// The stub has no runs to copy: it must not go on.
+	if uffd < 0 {
 		l.fail(fmt.Errorf("the restore stub's userfaultfd cannot be served, unlike restart's own; " +
 			"restart with --eager"))
-	}
-	if uffd < 0 && !l.serves {
-		for k := range l.nruns {
-			if err := l.check(k); err != nil {
-				return -1, err
-			}
-		}
 	}
 	reply := []byte{0}
 	if uffd >= 0 {

@@ -478,7 +478,7 @@ func Run(path string, o *Options) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	loaderOnly := lz != nil && lz.serves
+	loaderOnly := lz != nil
 	p, err := choosePlan(im.Areas, start, end, argsBlobSize(im, loaderOnly), len(im.Threads))
 	if err != nil {
 		return 0, bad("%w", err)
