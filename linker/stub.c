@@ -138,7 +138,7 @@ static void ck_park_vdso(const struct ck_restore_args *a);
 static void ck_unmap_others(const struct ck_restore_args *a);
 static void ck_restore_memory(const struct ck_restore_args *a);
 static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
-			    const struct ck_restore_run *runs, int fill);
+			    const struct ck_restore_run *runs, int copy_now);
 static void ck_copy_runs(const struct ck_restore_args *a, const struct ck_restore_area *ar,
 			 const struct ck_restore_run *runs);
 static void ck_protect_area(const struct ck_restore_area *ar);
@@ -643,17 +643,18 @@ static void ck_protect_area(const struct ck_restore_area *ar)
 {
 	long rc;
 
-	if (ar->nruns == 0)
+	if (ar->nruns == 0 || ar->prot == (PROT_READ | PROT_WRITE))
 		return; /* mapped with it */
 	rc = ck_sys(SYS_mprotect, ar->start, ar->end - ar->start, ar->prot, 0, 0, 0);
 	if (rc != 0)
 		ck_fail("protecting an image area", rc);
 }
 
-/* ck_restore_area maps an area and hands it to the loader; with fill, the
- * stub copies its pages and protects it, else restart fills it first. */
+/* ck_restore_area maps an area and hands it to the loader if it serves;
+ * else with copy_now the stub copies its pages and protects it, and without
+ * it restart fills them first (ck_restore_memory then protects it). */
 static void ck_restore_area(const struct ck_restore_args *a, const struct ck_restore_area *ar,
-			    const struct ck_restore_run *runs, int fill)
+			    const struct ck_restore_run *runs, int copy_now)
 {
 	long flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE;
 	long prot = ar->nruns ? PROT_READ | PROT_WRITE : ar->prot;
@@ -670,12 +671,12 @@ static void ck_restore_area(const struct ck_restore_args *a, const struct ck_res
 			ck_fail("handing an image area to the loader", -22 /* EINVAL */);
 	} else if (ar->nruns > 0 && ck_register_lazy(ar)) {
 		/* the loader fills it */
-	} else if (fill) {
+	} else if (copy_now) {
 		ck_copy_runs(a, ar, runs);
 	} else {
-		return; /* restart fills it, then ck_restore_memory protects it */
+		return;
 	}
-	if (fill)
+	if (copy_now)
 		ck_protect_area(ar);
 }
 

@@ -453,22 +453,21 @@ func Run(path string, o *Options) (int, error) {
 		// checks each run it loads; the filler checks each run as it
 		// writes it (the image is read once); the rest (shared memory,
 		// files' contents, or everything) is checked here.
-		check := im
+		check, total := im, im.StoredBytes()
+		progress := o.progressFrom(0, total) // up to total: checked before the start
 		switch {
 		case lz != nil && o.checkWhileLoading():
 			check = areasWhere(im, func(a *image.Area) bool { return !lazyArea(a) })
+			progress = nil // the rest is checked while the program runs
 		case lz == nil && fl != nil && !savesFiles(im):
 			// (Putting a file's saved contents back waits for the
 			// check, so the filler checks only without them.)
 			check = areasWhere(im, func(a *image.Area) bool { return !filledHere(a) })
 			fl.verify = true
+			fl.progress = o.progressFrom(check.StoredBytes(), total)
 		}
-		total, rest := im.StoredBytes(), check.StoredBytes()
-		if err := image.VerifyData(fdReader(fd), check, o.progressFrom(0, total)); err != nil {
+		if err := image.VerifyData(fdReader(fd), check, progress); err != nil {
 			return 0, bad("%w", err)
-		}
-		if fl != nil {
-			fl.progress = o.progressFrom(rest, total)
 		}
 	}
 	if err := checkHost(im); err != nil {
