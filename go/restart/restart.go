@@ -449,24 +449,7 @@ func Run(path string, o *Options) (int, error) {
 		}
 	}()
 	if !checked {
-		// Check now what no one checks later: with --lazy, the loader
-		// checks each run it loads; the filler checks each run as it
-		// writes it (the image is read once); the rest (shared memory,
-		// files' contents, or everything) is checked here.
-		check, total := im, im.StoredBytes()
-		progress := o.progressFrom(0, total) // up to total: checked before the start
-		switch {
-		case lz != nil && o.checkWhileLoading():
-			check = areasWhere(im, func(a *image.Area) bool { return !lazyArea(a) })
-			progress = nil // the rest is checked while the program runs
-		case lz == nil && fl != nil && !savesFiles(im):
-			// (Putting a file's saved contents back waits for the
-			// check, so the filler checks only without them.)
-			check = areasWhere(im, func(a *image.Area) bool { return !filledHere(a) })
-			fl.verify = true
-			fl.progress = o.progressFrom(check.StoredBytes(), total)
-		}
-		if err := image.VerifyData(fdReader(fd), check, progress); err != nil {
+		if err := checkRest(fd, im, lz, fl, o); err != nil {
 			return 0, bad("%w", err)
 		}
 	}
@@ -623,7 +606,27 @@ func Run(path string, o *Options) (int, error) {
 	}
 }
 
-// leaderPID finds the restored program: the only child of the stub's init.
+// checkRest checks the data load left unchecked that no one checks later:
+// with --lazy, the loader checks each run it loads; the filler checks each
+// run as it writes it (the image is read once); the rest (shared memory,
+// files' contents, or everything) is checked here, before the start.
+func checkRest(fd int, im *image.Image, lz *loader, fl *filler, o *Options) error {
+	check, total := im, im.StoredBytes()
+	progress := o.progressFrom(0, total) // up to total: all checked here
+	switch {
+	case lz != nil && o.checkWhileLoading():
+		check = areasWhere(im, func(a *image.Area) bool { return !lazyArea(a) })
+		progress = nil // the rest is checked while the program runs
+	case fl != nil && !savesFiles(im):
+		// (Putting a file's saved contents back waits for the check,
+		// so the filler checks only without them.)
+		check = areasWhere(im, func(a *image.Area) bool { return !filledHere(a) })
+		fl.verify = true
+		fl.progress = o.progressFrom(check.StoredBytes(), total)
+	}
+	return image.VerifyData(fdReader(fd), check, progress)
+}
+
 // waitSignalTaken waits until the stub, the new PID namespace's init,
 // blocks or catches sig, as it does from its first instruction on: until
 // then the kernel drops sig sent to it (an init's signals with the
@@ -649,6 +652,7 @@ func waitSignalTaken(pid int, sig syscall.Signal) {
 	}
 }
 
+// leaderPID finds the restored program: the only child of the stub's init.
 func leaderPID(initPID int) (int, error) {
 	path := fmt.Sprintf("/proc/%d/task/%d/children", initPID, initPID)
 	for i := 0; i < 500; i++ {
