@@ -79,7 +79,6 @@ type loader struct {
 	names    []string      // the parents' file names, for messages
 	pend     *pending      // what the restored program still misses
 	groups   []runGroup    // the runs pieces come from
-	nruns    int32         // in all groups
 	checked  []atomic.Bool // with verify: runs whose CRC was checked
 	pieceMap []byte        // pieceMemory's
 	built    chan struct{} // closed when build is done
@@ -219,7 +218,6 @@ func (l *loader) build(im *image.Image) error {
 			n += splitCount(runPiece(uint64(a.Start), r, 0))
 		}
 	}
-	l.nruns = k
 	ps := l.pieceMemory(n)
 	n = 0
 	for _, g := range l.groups {

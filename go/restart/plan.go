@@ -32,8 +32,8 @@ func overlaps(s1, e1, s2, e2 uint64) bool { return s1 < e2 && s2 < e1 }
 // the image needs the stub's own addresses, the stub's new home.  Nothing it
 // picks overlaps the image.
 func choosePlan(areas []image.Area, stubStart, stubEnd, blobLen uint64, threads int) (plan, error) {
-	p := plan{stubStart: stubStart, stubEnd: stubEnd, argsLen: pageRound(blobLen), parkLen: parkLen, uffdDev: -1, uffdSock: -1, fillSock: -1,
-		stacksLen: uint64(threads) * threadStack, scratchLen: scratchLen}
+	p := plan{stubStart: stubStart, stubEnd: stubEnd, argsLen: pageRound(blobLen), parkLen: parkLen,
+		uffdDev: -1, uffdSock: -1, fillSock: -1, stacksLen: uint64(threads) * threadStack, scratchLen: scratchLen}
 	collides := false
 	for i := range areas {
 		if overlaps(uint64(areas[i].Start), uint64(areas[i].End), stubStart, stubEnd) {
