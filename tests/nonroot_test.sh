@@ -34,12 +34,11 @@ user CKPT_DIR="$work" LD_PRELOAD="$work/libckpt.so" "$work/bigheap" 200 256 >ori
 pid=$!
 pids+=("$pid")
 wait_for at_least '^[0-9]' orig.out 2 || fail "bigheap did not start under the library as $("${as_user[@]}" id -un)"
-last() { awk 'END {print $1}' "$1"; }
-before=$(last orig.out)
+before=$(last_field orig.out)
 kill -USR2 "$pid"
 wait_for grep -q "ckpt: wrote" orig.err || fail "no checkpoint as an unprivileged user"
 kill -9 "$pid"
-after=$(last orig.out)
+after=$(last_field orig.out)
 img=$(image_in orig.err)
 
 for gen in 1 2; do
@@ -50,17 +49,17 @@ for gen in 1 2; do
 	grep -q "restart: fill: process [0-9]*: <nil> (filled: true" "gen$gen.err" ||
 		fail "gen$gen: restart did not write the memory into the new process"
 	grep -q "restart: lazy:" "gen$gen.err" && fail "gen$gen: an unprivileged restart loaded lazily"
-	first=$(awk 'NR == 1 {print $1}' "gen$gen.out")
+	first=$(first_field "gen$gen.out")
 	((first - 1 >= before && first - 1 <= after)) ||
 		fail "gen$gen: starts at tick $first; the checkpoint was taken between ticks $before and $after"
 	grep -q FAIL "gen$gen.out" && fail "gen$gen: the restored program reports a bad state"
 	hpid=$(cat "gen$gen.pid")
 	pids+=("$hpid")
-	before=$(last "gen$gen.out")
+	before=$(last_field "gen$gen.out")
 	kill -USR2 "$hpid"
 	wait_for grep -q "ckpt: wrote" "gen$gen.err" || fail "gen$gen: the restored process wrote no image"
 	kill -9 "$hpid"
-	after=$(last "gen$gen.out")
+	after=$(last_field "gen$gen.out")
 	{ wait "$rpid"; } 2>/dev/null || true
 	img=$(image_in "gen$gen.err")
 done

@@ -35,8 +35,6 @@ for i in "${!prog[@]}"; do
 done
 
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/roundtrip.XXXXXX")
-first_field() { awk 'NR==1 {print $1}' "$1"; }
-last_field() { awk 'END {print $1}' "$1"; }
 # consecutive FILE: every line's tick is the one before plus one.
 consecutive() { awk 'NR>1 && $1 != prev+1 {bad=1} {prev=$1} END {exit bad}' "$1"; }
 

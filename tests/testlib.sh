@@ -37,6 +37,11 @@ count() {
 # at_least PATTERN FILE N: FILE has at least N lines matching PATTERN.
 at_least() { (($(count "$1" "$2") >= $3)); }
 
+# first_field FILE, last_field FILE: the first field of FILE's first or
+# last line (a tick number).
+first_field() { awk 'NR==1 {print $1}' "$1"; }
+last_field() { awk 'END {print $1}' "$1"; }
+
 # image_in FILE: the last image the library reported writing in FILE.
 image_in() { sed -n 's/^ckpt: wrote \(.*\) (.*$/\1/p' "$1" | tail -n 1; }
 
