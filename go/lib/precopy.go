@@ -110,15 +110,17 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *
 		run.abort()
 		return nil
 	}
+	run.handOver()
 	if compress {
-		// The compressors' encoders (several MiB each) stay pooled in
-		// the Go heap, where the snapshot would hold them: without the
-		// precopy they only come after it.  A pool lets go of what
-		// survived two collections.
+		// The compressors' encoders (several MiB each, their tables full
+		// of hashes that do not compress) stay pooled in the Go heap,
+		// where the snapshot would hold them: without the precopy they
+		// only come after it.  A pool lets go of what survived two
+		// collections.  Only after handOver, which waits for the
+		// compressors: an encoder still in use is not in the pool.
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
-	run.handOver()
 	return run
 }
 
