@@ -10,7 +10,10 @@
 #     the next checkpoint;
 #   - CKPT_QUIET=1 silences the report but still writes the image;
 #   - a program that installs its own SIGUSR2 handler gets one warning;
-#   - with CKPT_SAVE_FILES=1 a small file's contents come back at restart.
+#   - with CKPT_SAVE_FILES=1 a small file's contents come back at restart;
+#   - a checkpoint of a restored process that restart still loads (held
+#     back by CKPT_LAZY_HOLD_MS) waits for the loading, says so once, and
+#     writes an image that restarts.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
@@ -97,5 +100,29 @@ pids+=($!)
 wait_for at_least . saved.out 3 || fail "saver.py did not restart with its saved file"
 grep -q FAIL saved.out && fail "data.txt was not put back"
 grep -q "contents put back" saved.err || fail "no word that data.txt was put back"
+
+# A checkpoint while restart still loads the restored memory: the loader
+# answers faults only, for 5 s; the checkpoint cannot read missing pages.
+mkdir held
+CKPT_DIR=$work/held LD_PRELOAD=$lib "$hello" 100 >held.out 2>held.err &
+pid=$!
+pids+=("$pid")
+wait_for at_least . held.out 2 || fail "hello did not start"
+kill -USR2 "$pid"
+wait_for at_least "ckpt: wrote" held.err 1 || fail "hello was not checkpointed"
+kill -9 "$pid"
+CKPT_LAZY_HOLD_MS=5000 "$restart" --pid-file loading.pid "$(image_in held.err)" >loading.out 2>loading.err &
+pids+=($!)
+wait_for at_least . loading.out 2 || fail "hello did not run on answered faults alone"
+wait_for test -s loading.pid || fail "restart --pid-file wrote nothing"
+kill -USR2 "$(cat loading.pid)"
+wait_for grep -q "waits until restart has loaded" loading.err || fail "a checkpoint while loading did not say it waits"
+at_least "ckpt: wrote" loading.err 1 && fail "the checkpoint did not wait for the loading: $(cat loading.err)"
+wait_for at_least "ckpt: wrote" loading.err 1 || fail "no image once the loading ended"
+[[ $(count "waits until" loading.err) == 1 ]] || fail "the wait was reported more than once"
+kill -9 "$(cat loading.pid)"
+"$restart" "$(image_in loading.err)" >loaded.out 2>loaded.err &
+pids+=($!)
+wait_for at_least . loaded.out 2 || fail "the image taken while loading did not restart"
 
 echo "PASS: failed checkpoint survived, second image replaced the first (restored from tick $first > $second_from), quiet mode silent"

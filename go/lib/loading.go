@@ -9,24 +9,35 @@ import (
 // process in place (lazy loading, go/restart/lazy.go).  Until then pages
 // are missing, and reading them through /proc/CHILD/mem, as a checkpoint
 // does, fails: the kernel does not wait for a userfaultfd there.  The
-// areas restart still fills have "um" among their VmFlags.
-func waitLoaded() {
-	for {
+// areas restart still fills have "um" among their VmFlags.  A wait that
+// goes on (a big image on slow storage, or a loader that is stuck) is
+// reported once, so that a checkpoint asked for does not just seem lost.
+func waitLoaded(cfg *config) {
+	const tick, patience = 5e6, 400 // ns, ticks: two seconds
+	for i := 1; ; i++ {
 		smaps, err := procfs.ReadFile("/proc/self/smaps")
-		if err != nil || !loading(smaps) {
+		if err != nil {
 			return
 		}
-		unix.Nanosleep(&unix.Timespec{Nsec: 5e6}, nil)
+		n := loading(smaps)
+		if n == 0 {
+			return
+		}
+		if i == patience {
+			logf(cfg, "ckpt: the checkpoint waits until restart has loaded this process's memory (%d areas still loading)\n", n)
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: tick}, nil)
 	}
 }
 
-// loading reports whether any mapping in smaps is registered for missing
+// loading returns how many mappings in smaps are registered for missing
 // pages with a userfaultfd.
-func loading(smaps []byte) bool {
+func loading(smaps []byte) int {
+	n := 0
 	for _, s := range smapsAreas(smaps) {
 		if s.has("um") {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }

@@ -130,7 +130,7 @@ func coordinate(fd int, cfg *config) {
 			return
 		}
 		if restored {
-			waitLoaded()
+			waitLoaded(cfg)
 			restored = false
 		}
 		var woke unix.Timespec // the report's total counts from here

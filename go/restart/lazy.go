@@ -7,8 +7,10 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ckpt/ckpt/go/fresh"
@@ -434,6 +436,14 @@ var errAgain = errors.New("the memory map is changing")
 // CLOCK_MONOTONIC milliseconds (to line up with a program's).
 var debugLazy = os.Getenv("CKPT_LAZY_DEBUG") != ""
 
+// CKPT_LAZY_HOLD_MS=N (for tests) holds the loading in the background for
+// N milliseconds after a loader starts serving: the program runs on
+// answered faults alone meanwhile, as it would behind slow storage.
+var lazyHold = func() time.Duration {
+	ms, _ := strconv.Atoi(os.Getenv("CKPT_LAZY_HOLD_MS"))
+	return time.Duration(ms) * time.Millisecond
+}()
+
 func debugf(format string, args ...any) {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
@@ -461,6 +471,7 @@ func (l *loader) serve(uffd int, pend *pending) {
 		}
 	}()
 	buf, staging := make([]byte, 64*uapi.UffdMsgSize), make([]byte, loadChunk)
+	hold := time.Now().Add(lazyHold)
 	for (!pend.empty() || len(faults) > 0) && !l.failed() {
 		n, err := unix.Read(uffd, buf)
 		switch {
@@ -469,6 +480,10 @@ func (l *loader) serve(uffd int, pend *pending) {
 				faults = l.event(m, pend, faults)
 			}
 		case errors.Is(err, unix.EAGAIN):
+			if wait := time.Until(hold); len(faults) == 0 && wait > 0 {
+				unix.Poll([]unix.PollFd{{Fd: int32(uffd), Events: unix.POLLIN}}, int(wait.Milliseconds())+1)
+				continue
+			}
 			if len(faults) == 0 {
 				err = l.loadNext(uffd, pend, staging)
 			}
