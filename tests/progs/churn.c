@@ -9,7 +9,8 @@
  *   - 16 pages are unmapped and mapped again at the same place, half of
  *     them rewritten (the rest zero);
  *   - 8 pages are made read-only and writable again, then one is written;
- *   - a 1 MiB area is moved with mremap between two places;
+ *   - a 1 MiB area is moved with mremap between two places (leaving no
+ *     hole, see check);
  *   - a forked child writes its copies of 64 pages and exits (the parent's
  *     must not change).
  * With argv[2] "aio" it also sets up an asynchronous I/O context
@@ -130,13 +131,17 @@ static int check(unsigned long tick)
 	mprotect(area + first * WORDS, 8 * PAGE, PROT_READ | PROT_WRITE);
 	write_page(first + next() % 8);
 
+	/* The old place stays mapped (MREMAP_DONTUNMAP) until the mmap
+	 * below replaces it: a hole there, even for a moment, is where
+	 * another thread's mmap can land (the library's Go runtime maps
+	 * memory during checkpoints), and MAP_FIXED would then destroy it. */
 	uint64_t *to = moved_other;
-	if (mremap(moved, MOVED_PAGES * PAGE, MOVED_PAGES * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to)
+	if (mremap(moved, MOVED_PAGES * PAGE, MOVED_PAGES * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) != to)
 		return printf("mremap failed\n"), 1;
 	moved_other = moved;
 	moved = to;
 	if (mmap(moved_other, MOVED_PAGES * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
-		return printf("mmap of the hole failed\n"), 1;
+		return printf("mmap over the old place failed\n"), 1;
 	if (next() % 2) {
 		moved_version++;
 		for (size_t i = 0; i < MOVED_PAGES; i++)
