@@ -87,13 +87,7 @@ while True:
     print(i, flush=True)
     time.sleep(0.1)
 PY
-CKPT_SAVE_FILES=1 CKPT_DIR=$work LD_PRELOAD=$lib python3 saver.py >saver.out 2>saver.err &
-pid=$!
-pids+=("$pid")
-wait_for at_least . saver.out 2 || fail "saver.py did not start"
-kill -USR2 "$pid"
-wait_for at_least "ckpt: wrote" saver.err 1 || fail "saver.py was not checkpointed"
-kill -9 "$pid"
+CKPT_SAVE_FILES=1 checkpoint_once saver "$work" python3 saver.py
 echo "changed" >data.txt
 "$restart" "$(image_in saver.err)" >saved.out 2>saved.err &
 pids+=($!)
@@ -104,13 +98,7 @@ grep -q "contents put back" saved.err || fail "no word that data.txt was put bac
 # A checkpoint while restart still loads the restored memory: the loader
 # answers faults only, for 5 s; the checkpoint cannot read missing pages.
 mkdir held
-CKPT_DIR=$work/held LD_PRELOAD=$lib "$hello" 100 >held.out 2>held.err &
-pid=$!
-pids+=("$pid")
-wait_for at_least . held.out 2 || fail "hello did not start"
-kill -USR2 "$pid"
-wait_for at_least "ckpt: wrote" held.err 1 || fail "hello was not checkpointed"
-kill -9 "$pid"
+checkpoint_once held "$work/held" "$hello" 100
 CKPT_LAZY_HOLD_MS=5000 "$restart" --pid-file loading.pid "$(image_in held.err)" >loading.out 2>loading.err &
 pids+=($!)
 wait_for at_least . loading.out 2 || fail "hello did not run on answered faults alone"

@@ -57,6 +57,21 @@ checkpoints() {
 	done
 }
 
+# checkpoint_once NAME DIR PROG ARGS...: PROG under the library ($lib),
+# its images in DIR, output in NAME.out and NAME.err, checkpointed once
+# after two ticks and killed.
+checkpoint_once() {
+	local name=$1 dir=$2 pid
+	shift 2
+	CKPT_DIR=$dir LD_PRELOAD=$lib "$@" >"$name.out" 2>"$name.err" &
+	pid=$!
+	pids+=("$pid")
+	wait_for at_least . "$name.out" 2 || fail "$name did not start"
+	kill -USR2 "$pid"
+	wait_for at_least "ckpt: wrote" "$name.err" 1 || fail "$name was not checkpointed"
+	kill -9 "$pid"
+}
+
 # restore_checked NAME IMAGE: restart IMAGE with $restart, let it run 5
 # ticks with its own checks (which print FAIL or what reads wrong), and
 # leave its PID in NAME.pid.
