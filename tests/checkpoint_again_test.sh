@@ -96,10 +96,10 @@ grep -q FAIL saved.out && fail "data.txt was not put back"
 grep -q "contents put back" saved.err || fail "no word that data.txt was put back"
 
 # A checkpoint while restart still loads the restored memory: the loader
-# answers faults only, for 5 s; the checkpoint cannot read missing pages.
+# answers faults only, for 8 s; the checkpoint cannot read missing pages.
 mkdir held
 checkpoint_once held "$work/held" "$hello" 100
-CKPT_LAZY_HOLD_MS=5000 "$restart" --pid-file loading.pid "$(image_in held.err)" >loading.out 2>loading.err &
+CKPT_LAZY_HOLD_MS=8000 "$restart" --pid-file loading.pid "$(image_in held.err)" >loading.out 2>loading.err &
 pids+=($!)
 wait_for at_least . loading.out 2 || fail "hello did not run on answered faults alone"
 wait_for test -s loading.pid || fail "restart --pid-file wrote nothing"

@@ -13,8 +13,10 @@ import (
 // goes on (a big image on slow storage, or a loader that is stuck) is
 // reported once, so that a checkpoint asked for does not just seem lost.
 func waitLoaded(cfg *config) {
-	const tick, patience = 5e6, 400 // ns, ticks: two seconds
-	for i := 1; ; i++ {
+	var start, now unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &start)
+	told := false
+	for {
 		smaps, err := procfs.ReadFile("/proc/self/smaps")
 		if err != nil {
 			return
@@ -23,10 +25,12 @@ func waitLoaded(cfg *config) {
 		if n == 0 {
 			return
 		}
-		if i == patience {
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+		if !told && now.Nano()-start.Nano() > 2e9 {
 			logf(cfg, "ckpt: the checkpoint waits until restart has loaded this process's memory (%d areas still loading)\n", n)
+			told = true
 		}
-		unix.Nanosleep(&unix.Timespec{Nsec: tick}, nil)
+		unix.Nanosleep(&unix.Timespec{Nsec: 5e6}, nil)
 	}
 }
 
