@@ -480,8 +480,8 @@ func (l *loader) serve(uffd int, pend *pending) {
 				faults = l.event(m, pend, faults)
 			}
 		case errors.Is(err, unix.EAGAIN):
-			if wait := time.Until(hold); len(faults) == 0 && wait > 0 {
-				unix.Poll([]unix.PollFd{{Fd: int32(uffd), Events: unix.POLLIN}}, int(wait.Milliseconds())+1)
+			if len(faults) == 0 && lazyHold > 0 && time.Now().Before(hold) {
+				unix.Poll([]unix.PollFd{{Fd: int32(uffd), Events: unix.POLLIN}}, int(time.Until(hold).Milliseconds())+1)
 				continue
 			}
 			if len(faults) == 0 {
