@@ -235,7 +235,11 @@ type medians struct {
 // add measures checkpoint c against writing as many bytes right after it,
 // and restarting from it against one read of its image.
 func (m *medians) add(root, work string, c checkpointed) error {
+	if err := warm(c.size); err != nil {
+		return err
+	}
 	dd, err := writeBaseline(filepath.Join(work, "dd"), c.size)
+	os.Remove(filepath.Join(work, "dd"))
 	if err != nil {
 		return err
 	}
@@ -342,7 +346,9 @@ func checkpoint(root, work, size, mode string, then second, env ...string) (chec
 		}
 	}()
 	reports := bufio.NewReader(errs)
-	asleep()
+	if err := asleepWarm(size); err != nil {
+		return ck, err
+	}
 	prog.Process.Signal(syscall.SIGUSR2)
 	m, err := nextReport(reports)
 	if err != nil {
@@ -373,7 +379,9 @@ func checkpoint(root, work, size, mode string, then second, env ...string) (chec
 	if err := nextTick(ticks); err != nil {
 		return ck, err
 	}
-	asleep()
+	if err := asleepWarm(size); err != nil {
+		return ck, err
+	}
 	prog.Process.Signal(syscall.SIGUSR2)
 	m, err = nextReport(reports)
 	if err != nil {
@@ -500,20 +508,26 @@ func lazyTime(root, image string) (time.Duration, error) {
 	return median(ts), nil
 }
 
-// asleep waits, after the program printed a tick, until it surely sleeps
-// (see tickMS): checkpointed there, a restored program's first line is
-// "wake".  Checkpointed between its tick and its sleep, it would sleep a
-// whole tick first (restartTime refuses that).
-func asleep() { time.Sleep(50 * time.Millisecond) }
+// asleepWarm waits, after the program printed a tick, until it surely
+// sleeps (see tickMS): checkpointed there, a restored program's first line
+// is "wake".  Checkpointed between its tick and its sleep, it would sleep a
+// whole tick first (restartTime refuses that).  Then it frees as much
+// memory as the image can need (warm.go).
+func asleepWarm(size string) error {
+	time.Sleep(50 * time.Millisecond)
+	mib, _ := strconv.Atoi(size)
+	return warm(int64(mib) << 20)
+}
 
 // tickMS is bigheap's tick for size MiB: long enough for the library to
 // copy the memory before the pause (go/lib/precopy.go), which writes it
 // to the image as it goes (up to 6.5 s for 2 GiB on this disk's slow
-// days), while the program sleeps after its tick, so that the snapshot
-// finds it asleep, not in the next tick's pass over all of its memory.
+// days), after the bench's warm (up to 2.5 s), while the program sleeps
+// after its tick, so that the snapshot finds it asleep, not in the next
+// tick's pass over all of its memory.
 func tickMS(size string) string {
 	mib, _ := strconv.Atoi(size)
-	return strconv.Itoa(max(1000, 5*mib))
+	return strconv.Itoa(max(1000, 5*mib+3000))
 }
 
 // ticked reads the program's first tick.
