@@ -24,10 +24,11 @@ const buffers = 4
 // buffers from get and hand them back with put once every write from them
 // is queued.  Errors come back from a later WriteAt or from flush.
 type asyncFile struct {
-	fd   int
-	ops  chan asyncOp
-	free chan []byte
-	done chan struct{}
+	fd     int
+	direct int // fd opened for direct writes (direct.go), or -1
+	ops    chan asyncOp
+	free   chan []byte
+	done   chan struct{}
 
 	mu  sync.Mutex
 	err error
@@ -55,11 +56,15 @@ type asyncOp struct {
 }
 
 // newAsyncFile starts the writer.  With compressors > 0, page data
-// written through segments() is compressed on that many goroutines.
-func newAsyncFile(fd int, bufSize int, compressors int) *asyncFile {
+// written through segments() is compressed on that many goroutines.  With
+// buffered, every write goes through the page cache (see direct.go).
+func newAsyncFile(fd int, bufSize int, compressors int, buffered bool) *asyncFile {
 	n := buffers + 2*compressors
-	f := &asyncFile{fd: fd, ops: make(chan asyncOp, 64), free: make(chan []byte, n),
+	f := &asyncFile{fd: fd, direct: -1, ops: make(chan asyncOp, 64), free: make(chan []byte, n),
 		done: make(chan struct{})}
+	if !buffered {
+		f.direct = openDirect(fd)
+	}
 	zSize := 0
 	if compressors > 0 {
 		// Room for the few bytes zstd adds to data it cannot shrink.
@@ -87,11 +92,9 @@ func (f *asyncFile) run() {
 		case op.z != nil:
 			f.writeSegment(op.z)
 		case f.failed() == nil:
-			if err := pwriteFull(f.fd, op.p, op.off); err != nil {
+			if err := f.pwrite(op.p, op.off); err != nil {
 				f.fail(err)
-				continue
 			}
-			f.wrote(op.off + int64(len(op.p)))
 		}
 	}
 }
@@ -156,6 +159,10 @@ func (f *asyncFile) close() error {
 	err := f.flush()
 	close(f.ops)
 	<-f.done
+	if f.direct >= 0 {
+		unix.Close(f.direct)
+		f.direct = -1
+	}
 	if f.zjobs != nil {
 		close(f.zjobs)
 	}

@@ -38,6 +38,9 @@ type Request struct {
 	// Compress stores page data zstd-compressed, on as many goroutines
 	// as GOMAXPROCS allows (CKPT_COMPRESS).
 	Compress bool
+	// Buffered writes page data through the page cache even where it
+	// could go to the disk directly (direct.go; CKPT_DIRECT=0).
+	Buffered bool
 	// ID is the new image's ID.
 	ID image.ImageID
 	// Track builds a Tracker of the image's pages for the next
@@ -65,7 +68,7 @@ type Request struct {
 	// Precopy, if not nil, holds the image's file begun before the
 	// snapshot, and the pages of the areas the pause took, which the
 	// snapshot child does not have (precopy.go), begun with the same
-	// Track, Prev and Compress.
+	// Track, Prev, Compress and Buffered.
 	Precopy *Precopy
 }
 
@@ -239,7 +242,7 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	if r.Compress {
 		compressors = runtime.GOMAXPROCS(0)
 	}
-	out := newAsyncFile(fd, chunkPages*image.PageSize, compressors)
+	out := newAsyncFile(fd, chunkPages*image.PageSize, compressors, r.Buffered)
 	defer func() {
 		if cerr := out.close(); err == nil {
 			err = cerr

@@ -77,7 +77,7 @@ func TestCompressedChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	out := newAsyncFile(fd, chunkPages*P, 3)
+	out := newAsyncFile(fd, chunkPages*P, 3, false)
 	w := image.NewSegmentWriter(out, segmentWriter{out}, image.DataStart)
 	area := image.Area{Start: 0x10000000, End: 0x10000000 + 40*chunkPages*P, Prot: image.ProtRead}
 	var want []byte // the area's pages as written

@@ -64,6 +64,7 @@ type Precopy struct {
 	// far and where they end in the file (out's, kept while out is
 	// closed), and the data offset each segment starts at, in order.
 	compressors int
+	buffered    bool
 	segs        []image.Segment
 	segsEnd     uint64
 	cuts        []uint64
@@ -75,6 +76,7 @@ type PrecopyOptions struct {
 	Track    bool     // the image gets a Tracker (Request.Track)
 	Prev     *Tracker // the image is incremental on Prev (Request.Prev)
 	Compress bool     // the image is compressed (Request.Compress)
+	Buffered bool     // page data goes through the page cache (Request.Buffered)
 	// Scratch lists, in order, the library's scratch memory known now
 	// (Request.Scratch): its pages are stored as zeros.
 	Scratch []span.Span
@@ -109,7 +111,8 @@ func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Prec
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
 	p := &Precopy{fd: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
-		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch}
+		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch,
+		buffered: o.Buffered}
 	if o.Compress {
 		p.compressors = runtime.GOMAXPROCS(0)
 	}
@@ -452,7 +455,7 @@ func (p *Precopy) reopen() error {
 // before if compressed.
 func (p *Precopy) open(fd int) {
 	p.fd = fd
-	p.out = newAsyncFile(fd, chunkPages*image.PageSize, p.compressors)
+	p.out = newAsyncFile(fd, chunkPages*image.PageSize, p.compressors, p.buffered)
 	p.out.segs, p.out.segsEnd = p.segs, p.segsEnd
 }
 

@@ -52,6 +52,9 @@ type config struct {
 	// small; CKPT_PRECOPY=check (or all,check) forks the areas anyway
 	// and compares the copies with the snapshot's pages.
 	precopy, precopyAll, precopyCheck bool
+	// buffered (CKPT_DIRECT=0) writes page data through the page cache
+	// even where it could go to the disk directly (go/dump/direct.go).
+	buffered bool
 }
 
 // init runs on the runtime's own thread while the program's main() may
@@ -69,7 +72,8 @@ func init() {
 	}
 	cfg := config{dir: os.Getenv("CKPT_DIR"), quiet: os.Getenv("CKPT_QUIET") == "1",
 		save: os.Getenv("CKPT_SAVE_FILES") == "1", zstd: os.Getenv("CKPT_COMPRESS") == "1",
-		name: programName(), huge: parseHugePolicy(os.Getenv("CKPT_HUGEPAGES"))}
+		name: programName(), huge: parseHugePolicy(os.Getenv("CKPT_HUGEPAGES")),
+		buffered: os.Getenv("CKPT_DIRECT") == "0"}
 	if n, err := strconv.Atoi(os.Getenv("CKPT_INCREMENTAL")); err == nil && n > 1 {
 		cfg.chain = n
 		tw := os.Getenv("CKPT_TRACK_WRITES")
@@ -232,7 +236,7 @@ func checkpoint(child int, cfg *config, compress bool, prev *dump.Tracker, pre *
 			st.dropped, C.CK_MAX_FDS, C.CK_MAX_TIMERS)
 	}
 	req := &dump.Request{Child: child, Process: st.process, Threads: st.threads, Files: st.files,
-		SaveFiles: cfg.save, Compress: compress, Track: cfg.chain > 1, Prev: prev,
+		SaveFiles: cfg.save, Compress: compress, Buffered: cfg.buffered, Track: cfg.chain > 1, Prev: prev,
 		CheckPrecopy: cfg.precopyCheck}
 	req.Process.Name = cfg.name
 	req.Process.Created = time.Now().UnixNano()

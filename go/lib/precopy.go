@@ -101,7 +101,7 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *
 		}
 	}
 	p, err := dump.StartPrecopy(path, areas,
-		dump.PrecopyOptions{Track: cfg.chain > 1, Prev: prev, Compress: compress, Scratch: scratch})
+		dump.PrecopyOptions{Track: cfg.chain > 1, Prev: prev, Compress: compress, Buffered: cfg.buffered, Scratch: scratch})
 	if err != nil {
 		return nil
 	}
