@@ -160,7 +160,7 @@ func EncodeMeta(im *Image) []byte { return encodeMeta(im, FormatVersion) }
 // encodeMeta renders the metadata as format version wrote it (for tests
 // of older images; what a version lacks is left out).
 func encodeMeta(im *Image, version uint32) []byte {
-	e := &encoder{version: version}
+	e := &encoder{version: version, b: make([]byte, 0, metaRoom(im))}
 	p := &im.Process
 	e.u32(p.Arch)
 	e.u32(p.PageSize)
@@ -291,6 +291,26 @@ func encodeMeta(im *Image, version uint32) []byte {
 	}
 	return e.b
 }
+
+// metaRoom is about the size of im's metadata, so that encodeMeta fills
+// one allocation instead of growing it: the 262,000 runs of a 2 GiB image
+// of half zero pages take 8 MiB, and growing to that allocated 41 MB.
+func metaRoom(im *Image) int {
+	p := &im.Process
+	n := 4<<10 + len(p.Kernel) + len(p.Exe) + len(p.Name) + len(p.Cwd) + 64*len(p.Timers) +
+		256*len(im.Threads) + 64*len(im.Segments) + 64*len(im.Parents)
+	for i := range im.Areas {
+		n += 96 + len(im.Areas[i].Name) + runSize*len(im.Areas[i].Runs)
+	}
+	for i := range im.Files {
+		f := &im.Files[i]
+		n += 128 + len(f.Path) + runSize*len(f.Runs) + 16*len(f.Epoll)
+	}
+	return n
+}
+
+// runSize is the size of an encoded Run (format 3 on).
+const runSize = 32
 
 func (e *encoder) runs(rs []Run) {
 	e.u32(uint32(len(rs)))
