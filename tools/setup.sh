@@ -16,7 +16,7 @@ GO=${GO:-/usr/local/go/bin/go}
 # our repository rules (patch) and the probes (readelf) need.
 PKGS=(bazel-bootstrap bazel-skylib bazel-platforms bazel-rules-java
       gcc g++ libc6-dev binutils patch
-      python3 procps util-linux)  # the tests use python3, pgrep, unshare
+      python3 procps util-linux util-linux-extra)  # the tests use python3, pgrep, unshare, fincore
 
 missing=()
 for p in "${PKGS[@]}"; do
