@@ -4,7 +4,9 @@
 # Page data goes to the disk past the page cache where the file system
 # allows (go/dump/direct.go):
 #   - bigheap's image (64 MiB, half zero) is hardly in the page cache after
-#     its checkpoint, and restarts with every page right (bigheap checks
+#     its checkpoint (under a sixteenth: writes of less than 128 KiB, the
+#     small areas and the metadata, go through it; 1.4 of 43 MB here), and
+#     restarts with every page right (bigheap checks
 #     all its memory every tick);
 #   - with CKPT_DIRECT=0 it is written through the page cache, and
 #     restarts too;
@@ -31,7 +33,7 @@ image=$(image_in direct.err)
 size=$(stat -c %s "$image")
 ((size > 32 << 20)) || fail "the image is only $size bytes"
 res=$(cached "$image")
-((res < 1 << 20)) || fail "$res of the image's $size bytes are in the page cache"
+((res < size / 16)) || fail "$res of the image's $size bytes are in the page cache"
 restore_checked direct_restored "$image"
 
 CKPT_DIRECT=0 checkpoint_once buffered buffered "$bigheap" 100 64

@@ -30,9 +30,14 @@
 #   - a program with little memory (churn's 16 MiB) does not copy before the
 #     pause by default;
 #   - a compressed image holds no more page data than a plain one of the
-#     same program (bigheap, 64 MiB that compress 2:1), give or take 1 MiB:
+#     same program (bigheap, 64 MiB that compress 2:1), give or take 4 MiB:
 #     the compressors' encoders, whose tables of hashes are megabytes that
 #     do not compress, are gone from the library's heap before the pause.
+#     Usually 0.2-0.6 MiB more; one run in ten or so 2.5-3 MiB more, freed
+#     heap pages that Go 1.26's runtime keeps even through a second
+#     FreeOSMemory (its MemStats: HeapIdle - HeapReleased 3.2 MB).  The
+#     encoders kept one collection longer (no runtime.GC before
+#     FreeOSMemory) make it 5.5-5.9 MiB.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 lib=$(realpath "$1")
@@ -142,6 +147,6 @@ stored() {
 stored textplain 0
 plain=$pages
 stored textzstd 1
-((plain > 64 << 20 && pages <= plain + (1 << 20))) ||
+((plain > 64 << 20 && pages <= plain + (4 << 20))) ||
 	fail "the compressed image holds $pages bytes of pages, the plain one $plain"
 echo PASS

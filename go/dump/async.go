@@ -15,8 +15,9 @@ import (
 const writebackEvery = 32 << 20
 
 // buffers is how many chunk buffers circulate between reading and writing
-// when no compressor holds any.
-const buffers = 4
+// when no compressor holds any: four, and two for each copier (copier.go),
+// which holds one while it waits for another.
+const buffers = 4 + 2*maxCopiers
 
 // asyncFile writes to a descriptor on a goroutine of its own, so that
 // reading the next pages from the snapshot child overlaps with writing
@@ -33,7 +34,8 @@ type asyncFile struct {
 	mu  sync.Mutex
 	err error
 
-	synced, end int64 // for wrote, on the writer goroutine
+	synced, end int64    // for wrote, on the writer goroutine
+	gathered    [][]byte // gather's, kept
 
 	// mem holds the buffers, in scratch memory (scratch.go): in the Go
 	// heap, a precopy would copy them again each time they are written.
@@ -83,7 +85,16 @@ func newAsyncFile(fd int, bufSize int, compressors int, buffered bool) *asyncFil
 
 func (f *asyncFile) run() {
 	defer close(f.done)
-	for op := range f.ops {
+	var next *asyncOp // taken from ops while gathering, not done yet
+	for {
+		var op asyncOp
+		if next != nil {
+			op, next = *next, nil
+		} else if o, ok := <-f.ops; ok {
+			op = o
+		} else {
+			return
+		}
 		switch {
 		case op.release != nil:
 			f.free <- op.release
@@ -92,11 +103,58 @@ func (f *asyncFile) run() {
 		case op.z != nil:
 			f.writeSegment(op.z)
 		case f.failed() == nil:
-			if err := f.pwrite(op.p, op.off); err != nil {
-				f.fail(err)
+			var closed bool
+			if next, closed = f.gather(op); closed {
+				return
 			}
 		}
 	}
+}
+
+// maxGather bounds the writes gathered into one.
+const maxGather = 64
+
+// gather writes op together with the writes queued right behind it that
+// continue it in the file, in one pwritev: the copiers' writes follow each
+// other in the file, and to the disk (direct.go) one big write goes faster
+// than its bytes in several (the block layer sends its parts side by
+// side).  Buffers handed back meanwhile are put back after the write.  It
+// returns the first op taken that it did not do, or closed if ops was
+// closed.
+func (f *asyncFile) gather(op asyncOp) (next *asyncOp, closed bool) {
+	ps := append(f.gathered[:0], op.p)
+	var released [][]byte
+	end := op.off + int64(len(op.p))
+	direct := f.direct >= 0 && directOK(op.p, op.off)
+gathering:
+	for len(ps) < maxGather {
+		select {
+		case o, ok := <-f.ops:
+			switch {
+			case !ok:
+				closed = true
+				break gathering
+			case o.release != nil:
+				released = append(released, o.release)
+			case o.flush == nil && o.z == nil && o.off == end && (f.direct >= 0 && directOK(o.p, o.off)) == direct:
+				ps = append(ps, o.p)
+				end += int64(len(o.p))
+			default:
+				next = &o
+				break gathering
+			}
+		default:
+			break gathering
+		}
+	}
+	if err := f.pwritev(ps, op.off); err != nil {
+		f.fail(err)
+	}
+	for _, b := range released {
+		f.free <- b
+	}
+	f.gathered = ps[:0]
+	return next, closed
 }
 
 // wrote notes that the file is written up to end, and every writebackEvery

@@ -25,7 +25,8 @@ import (
 //
 // Only whole pages, from page-aligned memory to page-aligned offsets, go
 // direct: the header, the metadata and compressed segments go through the
-// cache.  Request.Buffered (CKPT_DIRECT=0) sends everything through it.
+// cache.  So do writes smaller than minDirect.  Request.Buffered
+// (CKPT_DIRECT=0) sends everything through it.
 
 // File systems written directly (statfs f_type).  Not network file systems
 // (a direct write waits for the server: one at a time, they are slow),
@@ -34,6 +35,15 @@ const (
 	ext4Magic = 0xEF53
 	xfsMagic  = 0x58465342
 )
+
+// minDirect is the least a direct write holds.  A direct write waits for
+// the disk, 0.1 ms and more here however little it holds; through the
+// cache, a few pages take microseconds.  The precopy's later passes write
+// pages the program wrote again over their older copies, scattered all
+// over the file: page by page, direct, a program writing as fast as
+// tests/progs/scribble outran them, and the pause found its area too
+// written to take.
+const minDirect = 128 << 10
 
 // openDirect opens the file open at fd again for direct writes, or
 // returns -1 where they are not to be used.
@@ -59,7 +69,7 @@ func directOK(p []byte, off int64) bool {
 // refuses a direct write after all (EINVAL) is written through the cache
 // from then on.
 func (f *asyncFile) pwrite(p []byte, off int64) error {
-	if f.direct >= 0 && directOK(p, off) {
+	if f.direct >= 0 && len(p) >= minDirect && directOK(p, off) {
 		err := pwriteFull(f.direct, p, off)
 		if !errors.Is(err, unix.EINVAL) {
 			return err
@@ -71,5 +81,36 @@ func (f *asyncFile) pwrite(p []byte, off int64) error {
 		return err
 	}
 	f.wrote(off + int64(len(p)))
+	return nil
+}
+
+// pwritev writes ps one after the other from off, directly where all of
+// them can go so (gather only puts together writes that all can, or all
+// cannot) and they hold minDirect together.
+func (f *asyncFile) pwritev(ps [][]byte, off int64) error {
+	if len(ps) == 1 {
+		return f.pwrite(ps[0], off)
+	}
+	var size int
+	for _, p := range ps {
+		size += len(p)
+	}
+	fd, direct := f.fd, f.direct >= 0 && size >= minDirect && directOK(ps[0], off)
+	if direct {
+		fd = f.direct
+	}
+	if n, err := unix.Pwritev(fd, ps, off); err == nil && n == size {
+		if !direct {
+			f.wrote(off + int64(size))
+		}
+		return nil
+	}
+	// Short, refused or interrupted: one by one, each as pwrite does it.
+	for _, p := range ps {
+		if err := f.pwrite(p, off); err != nil {
+			return err
+		}
+		off += int64(len(p))
+	}
 	return nil
 }

@@ -283,11 +283,11 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 	switch {
 	case r.Compress && r.Precopy != nil:
 		out.segs, out.segsEnd = r.Precopy.segs, r.Precopy.segsEnd
-		w = image.NewSegmentWriter(out, segmentWriter{out}, r.Precopy.off)
+		w = image.NewSegmentWriter(out, segmentWriter{out}, r.Precopy.off.Load())
 	case r.Compress:
 		w = image.NewSegmentWriter(out, segmentWriter{out}, image.DataStart)
 	case r.Precopy != nil:
-		w = image.NewWriterAfter(out, r.Precopy.off)
+		w = image.NewWriterAfter(out, r.Precopy.off.Load())
 	}
 	for _, m := range maps {
 		a, ok := areaOf(m)

@@ -54,6 +54,29 @@ func (m *memReader) read(b []byte, addr uint64) error {
 	return preadFull(m.fd, b[done:], int64(addr)+int64(done))
 }
 
+// readv fills b with the memory of remote's ranges, one after the other,
+// in one call where it can.
+func (m *memReader) readv(b []byte, remote []unix.RemoteIovec) error {
+	if len(remote) > 1 && !m.fallback.Load() {
+		local := []unix.Iovec{{Base: &b[0]}}
+		local[0].SetLen(len(b))
+		n, err := unix.ProcessVMReadv(m.pid, local, remote, 0)
+		if err == nil && n == len(b) {
+			return nil
+		}
+		// Range by range: read says why one fails, or reads it from
+		// the file.
+	}
+	done := 0
+	for _, r := range remote {
+		if err := m.read(b[done:done+r.Len], uint64(r.Base)); err != nil {
+			return err
+		}
+		done += r.Len
+	}
+	return nil
+}
+
 func (m *memReader) close() {
 	if m != nil && m.fd >= 0 {
 		unix.Close(m.fd)

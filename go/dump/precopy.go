@@ -1,15 +1,13 @@
 package dump
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"runtime"
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
@@ -49,13 +47,11 @@ type Precopy struct {
 	tmp     string
 	fd      int
 	out     *asyncFile
-	off     uint64     // where the next page data goes
-	mem     *memReader // this process's
+	off     atomic.Uint64 // where the next page data goes
+	mem     *memReader    // this process's
 	pagemap int
 	areas   []*copiedArea
 	zero    []byte
-	entries []byte
-	fresh   []int // store's, kept: what is allocated now is in the snapshot
 	// track hashes every page for the image's Tracker; self is the
 	// image's number among the tracker's images (its parents first).
 	track bool
@@ -110,9 +106,9 @@ func StartPrecopy(path string, maps []procfs.Mapping, o PrecopyOptions) (_ *Prec
 	if w := noFaultWriter("/proc/self", maps, openFiles()); w != "" {
 		return nil, fmt.Errorf("the program has %s, which can write its memory unseen", w)
 	}
-	p := &Precopy{fd: -1, pagemap: -1, zero: make([]byte, image.PageSize), entries: make([]byte, chunkPages*8),
-		off: image.DataStart, track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch,
-		buffered: o.Buffered}
+	p := &Precopy{fd: -1, pagemap: -1, zero: make([]byte, image.PageSize),
+		track: o.Track || prev != nil, segsEnd: image.DataStart, scratch: o.Scratch, buffered: o.Buffered}
+	p.off.Store(image.DataStart)
 	if o.Compress {
 		p.compressors = runtime.GOMAXPROCS(0)
 	}
@@ -176,167 +172,10 @@ func (p *Precopy) Areas() (ms []procfs.Mapping, ok []bool) {
 	return ms, ok
 }
 
-// Copy copies the pages of spans (in order, each inside one of the areas;
-// repeats are skipped) that are in memory or swap, and notes the ones
-// that are not as holding zeros: the first time the whole areas, then the
-// pages the program wrote since.
-func (p *Precopy) Copy(spans []span.Span) error {
-	k := 0
-	var done uint64 // where the pages copied so far end: skip repeats
-	for _, a := range p.areas {
-		for ; k < len(spans) && spans[k].Start < a.m.End; k++ {
-			sp := spans[k]
-			sp.Start = max(sp.Start, done)
-			if sp.Start >= sp.End {
-				continue
-			}
-			done = sp.End
-			if sp.Start < a.m.Start || sp.End > a.m.End {
-				return fmt.Errorf("pages %#x-%#x are not in one area", sp.Start, sp.End)
-			}
-			for addr := sp.Start; addr < sp.End; {
-				n := min((sp.End-addr)/image.PageSize, chunkPages)
-				if err := p.copyChunk(a, (addr-a.m.Start)/image.PageSize, n); err != nil {
-					return fmt.Errorf("copying %#x-%#x: %w", a.m.Start, a.m.End, err)
-				}
-				addr += n * image.PageSize
-			}
-		}
-		a.merge()
-	}
-	return nil
-}
-
-// copyChunk copies the present pages among n from page first, stretch by
-// stretch: reading a hole would map the zero page into the program.  A
-// page no longer present (MADV_DONTNEED) holds zeros now.
-func (p *Precopy) copyChunk(a *copiedArea, first, n uint64) error {
-	addr := a.m.Start + first*image.PageSize
-	e := p.entries[:n*8]
-	if err := preadFull(p.pagemap, e, int64(addr/image.PageSize*8)); err != nil {
-		return fmt.Errorf("reading pagemap: %w", err)
-	}
-	present := func(i uint64) bool {
-		return binary.LittleEndian.Uint64(e[i*8:])&(procfs.PagePresent|procfs.PageSwapped) != 0
-	}
-	for i := uint64(0); i < n; {
-		if !present(i) {
-			a.dropped(first + i)
-			i++
-			continue
-		}
-		j := i + 1
-		for j < n && present(j) {
-			j++
-		}
-		if err := p.copyPages(a, first+i, j-i); err != nil {
-			return err
-		}
-		i = j
-	}
-	return nil
-}
-
-// copyPages reads n pages of a from page first and stores them.  A range
-// that cannot be read (unmapped since) breaks the area: the pause leaves it
-// to the snapshot child.
-func (p *Precopy) copyPages(a *copiedArea, first, n uint64) error {
-	buf := p.out.get()[:n*image.PageSize]
-	defer p.out.put(buf)
-	if err := p.mem.read(buf, a.m.Start+first*image.PageSize); err != nil {
-		a.broken = true
-		return nil
-	}
-	return p.store(a, first, buf)
-}
-
-// store writes the pages of buf, page first of a on, that hold more than
-// zeros, and notes where each is.  A page stored before is written over
-// its older copy, which nothing else refers to: the file grows only by
-// pages that held zeros before (and keeps a copy only of pages that came
-// to hold zeros).  With track, a page whose bytes are stored already,
-// here or in a parent, is not stored again.
-func (p *Precopy) store(a *copiedArea, first uint64, buf []byte) error {
-	const P = image.PageSize
-	var kept uint64      // new pages moved to the front of buf
-	var over []byte      // pages written over their older copies
-	fresh := p.fresh[:0] // a.updates of the new pages, offsets relative to buf
-	defer func() { p.fresh = fresh[:0] }()
-	defer func() {
-		if over != nil {
-			p.out.put(over)
-		}
-	}()
-	for i := uint64(0); i < uint64(len(buf))/P; i++ {
-		pg := buf[i*P : (i+1)*P]
-		u := copiedPage{page: uint32(first + i)}
-		old, ok := a.find(first + i)
-		if bytes.Equal(pg, p.zero) || p.scratchAt(a.m.Start+(first+i)*P) {
-			if ok && old.off != 0 {
-				a.updates = append(a.updates, u) // holds zeros now
-			}
-			continue
-		}
-		u.crc, u.img = image.Checksum(pg), p.self
-		if p.track {
-			u.hash = pageHash(pg)
-			if ok && old.off != 0 && old.crc == u.crc && old.hash == u.hash {
-				continue
-			}
-		}
-		if ok && old.off != 0 && old.img == p.self && p.compressors == 0 {
-			if len(over) == cap(over) {
-				if over != nil {
-					p.out.put(over)
-				}
-				over = p.out.get()[:0]
-			}
-			over = append(over, pg...)
-			if _, err := p.out.WriteAt(over[len(over)-P:], int64(old.off)); err != nil {
-				return err
-			}
-			u.off = old.off
-			a.updates = append(a.updates, u)
-			continue
-		}
-		if kept != i {
-			copy(buf[kept*P:], pg)
-		}
-		u.off = kept * P
-		kept++
-		fresh = append(fresh, len(a.updates))
-		a.updates = append(a.updates, u)
-	}
-	if kept == 0 {
-		return nil
-	}
-	var data io.WriterAt = p.out
-	if p.compressors > 0 {
-		data = segmentWriter{p.out}
-		p.cuts = append(p.cuts, p.off)
-	}
-	if _, err := data.WriteAt(buf[:kept*P], int64(p.off)); err != nil {
-		return err
-	}
-	for _, k := range fresh {
-		a.updates[k].off += p.off
-	}
-	p.off += kept * P
-	return nil
-}
-
 // scratchAt reports whether addr is in the library's scratch memory.
 func (p *Precopy) scratchAt(addr uint64) bool {
 	i := sort.Search(len(p.scratch), func(i int) bool { return p.scratch[i].End > addr })
 	return i < len(p.scratch) && p.scratch[i].Start <= addr
-}
-
-// dropped notes that page holds zeros now (it is no longer in memory), if
-// a copy of it is noted.
-func (a *copiedArea) dropped(page uint64) {
-	if old, ok := a.find(page); ok && old.off != 0 {
-		a.updates = append(a.updates, copiedPage{page: uint32(page)})
-	}
 }
 
 // find returns the note of page, if there is one.
@@ -406,6 +245,7 @@ func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 		l = append(l, copied{Span: sp, gone: true})
 	}
 	slices.SortStableFunc(l, func(x, y copied) int { return cmp.Compare(x.Start, y.Start) })
+	cp := p.newCopier(a, a.updates)
 	var done uint64 // where the pages stored so far end
 	for _, c := range l {
 		if c.Start < done {
@@ -418,8 +258,8 @@ func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 		done = max(done, c.End)
 		first := (c.Start - a.m.Start) / image.PageSize
 		if c.gone {
-			for pg := first; pg < (c.End-a.m.Start)/image.PageSize; pg++ {
-				a.dropped(pg)
+			if err := cp.store(first, (c.End-c.Start)/image.PageSize, absent, nil); err != nil {
+				return fmt.Errorf("writing %q: %w", p.tmp, err)
 			}
 			continue
 		}
@@ -427,16 +267,23 @@ func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 			m := min(uint64(len(c.data))-off, chunkPages*image.PageSize)
 			buf := p.out.get()[:m]
 			copy(buf, c.data[off:off+m])
-			err := p.store(a, first+off/image.PageSize, buf)
+			err := cp.store(first+off/image.PageSize, m/image.PageSize, nil, buf)
 			p.out.put(buf)
 			if err != nil {
 				return fmt.Errorf("writing %q: %w", p.tmp, err)
 			}
 		}
 	}
+	if err := cp.over.flush(p.out); err != nil {
+		return fmt.Errorf("writing %q: %w", p.tmp, err)
+	}
+	a.updates = cp.updates
 	a.merge()
 	return nil
 }
+
+// absent is store's present for pages no longer in memory.
+func absent(uint64) bool { return false }
 
 // reopen opens the file again after the snapshot.
 func (p *Precopy) reopen() error {

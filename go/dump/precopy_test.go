@@ -2,9 +2,11 @@ package dump
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -180,13 +182,23 @@ func TestPrecopyTook(t *testing.T) {
 	}
 }
 
-// TestPrecopyCopyChunks copies an area of many chunks (Copy's workers take
-// them in turn) holding data, zeros and pages never touched, then again
-// after some pages changed, some were dropped and some were touched for
-// the first time.  The runs must hold exactly the memory's non-zero pages.
+// TestPrecopyCopyChunks copies an area of many chunks holding data, zeros
+// and pages never touched, then again after some pages changed, some were
+// dropped and some were touched for the first time, by one copier and by
+// four side by side (copier.go).  The runs must hold exactly the memory's
+// non-zero pages.
 func TestPrecopyCopyChunks(t *testing.T) {
+	for _, copiers := range []int{1, maxCopiers} {
+		t.Run(fmt.Sprint(copiers), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(copiers))
+			testCopyChunks(t, copiers)
+		})
+	}
+}
+
+func testCopyChunks(t *testing.T, copiers int) {
 	const P = image.PageSize
-	const n = 5*chunkPages + 3
+	const n = maxCopiers*minCopierChunks*chunkPages + 3
 	mem, err := unix.Mmap(-1, 0, n*P, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		t.Fatal(err)
@@ -208,14 +220,26 @@ func TestPrecopyCopyChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Abort()
+	if got := p.copiers(n / chunkPages); got != copiers {
+		t.Fatalf("%d copiers, want %d", got, copiers)
+	}
 	if err := p.Copy([]span.Span{{Start: area.Start, End: area.End}}); err != nil {
 		t.Fatal(err)
 	}
-	// Changed, dropped, touched for the first time: copied again.
+	// Changed, dropped, touched for the first time: copied again.  Pages
+	// 90-119 hold data every third page, stored one after the other: they
+	// are written over their first copies in one write.
 	var again []span.Span
-	for _, i := range []int{3, chunkPages, chunkPages + 2, 3*chunkPages + 1, n - 1} {
+	changed := []int{3, chunkPages, chunkPages + 2, 3*chunkPages + 1, n - 1}
+	for i := 90; i < 120; i++ {
+		changed = append(changed, i)
+	}
+	for i := 5 * chunkPages; i < n-1; i += 97 {
+		changed = append(changed, i)
+	}
+	for _, i := range changed {
 		mem[i*P+7] ^= 0x5a
-		again = append(again, span.Span{Start: start + uint64(i)*P, End: start + uint64(i+1)*P})
+		again = span.Insert(again, span.Span{Start: start + uint64(i)*P, End: start + uint64(i+1)*P})
 	}
 	drop := mem[2*chunkPages*P : (2*chunkPages+6)*P]
 	if err := unix.Madvise(drop, unix.MADV_DONTNEED); err != nil {
