@@ -11,7 +11,8 @@
 // checkpoint and of the next one ("next": after the library's pass that
 // moves memory into huge pages, go/lib/hugepages.go), the whole first
 // checkpoint time (from the library's own report) against writing as many
-// bytes with fsync ("dd"), the image size, and the time from starting
+// bytes with fsync ("dd": the faster of through the page cache and past
+// it), the image size, and the time from starting
 // restart until the program runs its own code again: "run" by default
 // (every checksum checked first, pages loaded as the program runs, with
 // userfaultfd), "lazy" with --lazy (nothing checked first; the median of
@@ -235,11 +236,7 @@ type medians struct {
 // add measures checkpoint c against writing as many bytes right after it,
 // and restarting from it against one read of its image.
 func (m *medians) add(root, work string, c checkpointed) error {
-	if err := warm(c.size); err != nil {
-		return err
-	}
-	dd, err := writeBaseline(filepath.Join(work, "dd"), c.size)
-	os.Remove(filepath.Join(work, "dd"))
+	dd, err := ddBaseline(filepath.Join(work, "dd"), c.size)
 	if err != nil {
 		return err
 	}
@@ -451,6 +448,14 @@ func hugeSettled(pid int) error {
 // library's signal handler), after making sure that the program's next
 // check of all its memory passes.
 func restartTime(root, image string, flags ...string) (time.Duration, error) {
+	// Checkpoints write past the page cache (go/dump/direct.go): the
+	// images are read into it first, as readBaseline finds them.
+	images, _ := filepath.Glob(filepath.Join(filepath.Dir(image), "*.ckpt"))
+	for _, f := range images {
+		if _, err := readBaseline(f); err != nil {
+			return 0, err
+		}
+	}
 	pidFile := image + ".pid"
 	defer os.Remove(pidFile)
 	start := time.Now()
@@ -594,17 +599,30 @@ func idle(root string) error {
 	return nil
 }
 
-// writeBaseline writes n bytes in 1 MiB writes and fsyncs, as dd conv=fdatasync.
-func writeBaseline(path string, n int64) (time.Duration, error) {
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
-	start := time.Now()
-	f, err := os.Create(path)
+// writeBaseline writes n bytes in 1 MiB writes and fsyncs, as dd
+// conv=fdatasync, or with direct as dd oflag=direct conv=fdatasync (n
+// rounded up to whole pages), and returns the time.
+func writeBaseline(path string, n int64, direct bool) (time.Duration, error) {
+	// Page-aligned, as O_DIRECT wants it.
+	buf, err := syscall.Mmap(-1, 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
 	if err != nil {
 		return 0, err
 	}
+	defer syscall.Munmap(buf)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if direct {
+		flags |= syscall.O_DIRECT
+		n = (n + 4095) &^ 4095
+	}
+	start := time.Now()
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
 	for done := int64(0); done < n; done += int64(len(buf)) {
 		if _, err := f.Write(buf[:min(int64(len(buf)), n-done)]); err != nil {
 			return 0, err
@@ -613,8 +631,28 @@ func writeBaseline(path string, n int64) (time.Duration, error) {
 	if err := f.Sync(); err != nil {
 		return 0, err
 	}
-	f.Close()
 	return time.Since(start), nil
+}
+
+// ddBaseline writes n bytes at path through the page cache and past it,
+// each right after freeing that much memory (warm.go), and returns the
+// faster: what the disk allows.
+func ddBaseline(path string, n int64) (time.Duration, error) {
+	defer os.Remove(path)
+	var best time.Duration
+	for _, direct := range []bool{false, true} {
+		if err := warm(n); err != nil {
+			return 0, err
+		}
+		t, err := writeBaseline(path, n, direct)
+		if err != nil {
+			return 0, err
+		}
+		if best == 0 || t < best {
+			best = t
+		}
+	}
+	return best, nil
 }
 
 // gzipBaseline compresses the file at path with gzip -6 into out, and
