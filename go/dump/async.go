@@ -36,6 +36,7 @@ type asyncFile struct {
 
 	synced, end int64    // for wrote, on the writer goroutine
 	gathered    [][]byte // gather's, kept
+	released    [][]byte // gather's, kept
 
 	// mem holds the buffers, in scratch memory (scratch.go): in the Go
 	// heap, a precopy would copy them again each time they are written.
@@ -122,10 +123,9 @@ const maxGather = 64
 // returns the first op taken that it did not do, or closed if ops was
 // closed.
 func (f *asyncFile) gather(op asyncOp) (next *asyncOp, closed bool) {
-	ps := append(f.gathered[:0], op.p)
-	var released [][]byte
+	ps, released := append(f.gathered[:0], op.p), f.released[:0]
 	end := op.off + int64(len(op.p))
-	direct := f.direct >= 0 && directOK(op.p, op.off)
+	direct := f.directOK(op.p, op.off)
 gathering:
 	for len(ps) < maxGather {
 		select {
@@ -136,7 +136,7 @@ gathering:
 				break gathering
 			case o.release != nil:
 				released = append(released, o.release)
-			case o.flush == nil && o.z == nil && o.off == end && (f.direct >= 0 && directOK(o.p, o.off)) == direct:
+			case o.flush == nil && o.z == nil && o.off == end && f.directOK(o.p, o.off) == direct:
 				ps = append(ps, o.p)
 				end += int64(len(o.p))
 			default:
@@ -153,7 +153,7 @@ gathering:
 	for _, b := range released {
 		f.free <- b
 	}
-	f.gathered = ps[:0]
+	f.gathered, f.released = ps[:0], released[:0]
 	return next, closed
 }
 

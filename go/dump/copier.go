@@ -38,8 +38,8 @@ const maxCopiers = 4
 // minCopierChunks is the least number of chunks worth a copier of their own.
 const minCopierChunks = 16
 
-// copiers is how many copiers an area of n chunks gets.
-func (p *Precopy) copiers(n int) int {
+// copierCount is how many copiers an area of n chunks gets.
+func (p *Precopy) copierCount(n int) int {
 	if p.compressors > 0 {
 		return 1
 	}
@@ -59,9 +59,18 @@ type copier struct {
 	over    overWrite          // store's: pages written over their older copies
 }
 
-func (p *Precopy) newCopier(a *copiedArea, updates []copiedPage) *copier {
-	return &copier{p: p, a: a, updates: updates, entries: make([]byte, chunkPages*8),
-		remote: make([]unix.RemoteIovec, 0, chunkPages/2+1), fresh: make([]int, 0, chunkPages)}
+// copier returns copier i, set to copy pages of a noting them in updates.
+// Its lists are made once per Precopy: what is allocated now is in the
+// snapshot.
+func (p *Precopy) copier(i int, a *copiedArea, updates []copiedPage) *copier {
+	c := p.copiers[i]
+	if c == nil {
+		c = &copier{p: p, entries: make([]byte, chunkPages*8),
+			remote: make([]unix.RemoteIovec, 0, chunkPages/2+1), fresh: make([]int, 0, chunkPages)}
+		p.copiers[i] = c
+	}
+	c.a, c.updates, c.broken, c.over = a, updates, false, overWrite{}
+	return c
 }
 
 // Copy copies the pages of spans (in order, each inside one of the areas;
@@ -72,7 +81,7 @@ func (p *Precopy) Copy(spans []span.Span) error {
 	k := 0
 	var done uint64 // where the pages copied so far end: skip repeats
 	for _, a := range p.areas {
-		var chunks []span.Span // of at most chunkPages pages each
+		chunks := p.chunks[:0] // of at most chunkPages pages each
 		for ; k < len(spans) && spans[k].Start < a.m.End; k++ {
 			sp := spans[k]
 			sp.Start = max(sp.Start, done)
@@ -89,6 +98,7 @@ func (p *Precopy) Copy(spans []span.Span) error {
 				addr = end
 			}
 		}
+		p.chunks = chunks
 		if err := p.copyChunks(a, chunks); err != nil {
 			return fmt.Errorf("copying %#x-%#x: %w", a.m.Start, a.m.End, err)
 		}
@@ -99,9 +109,9 @@ func (p *Precopy) Copy(spans []span.Span) error {
 
 // copyChunks copies chunks of a, split among copiers.
 func (p *Precopy) copyChunks(a *copiedArea, chunks []span.Span) error {
-	n := p.copiers(len(chunks))
+	n := p.copierCount(len(chunks))
 	if n == 1 {
-		c := p.newCopier(a, a.updates)
+		c := p.copier(0, a, a.updates)
 		err := c.copyAll(chunks)
 		a.updates, a.broken = c.updates, a.broken || c.broken
 		return err
@@ -114,7 +124,7 @@ func (p *Precopy) copyChunks(a *copiedArea, chunks []span.Span) error {
 		for _, ch := range parts[i] {
 			pages += (ch.End - ch.Start) / image.PageSize
 		}
-		cs[i] = p.newCopier(a, newScratch[copiedPage](int(pages)))
+		cs[i] = p.copier(i, a, newScratch[copiedPage](int(pages)))
 		if cs[i].updates == nil {
 			return fmt.Errorf("no memory to note the pages of %#x-%#x", a.m.Start, a.m.End)
 		}
@@ -136,6 +146,7 @@ func (p *Precopy) copyChunks(a *copiedArea, chunks []span.Span) error {
 		}
 		a.updates = append(a.updates, c.updates...)
 		a.broken = a.broken || c.broken
+		c.updates = nil // scratch memory, unmapped on return
 	}
 	return nil
 }

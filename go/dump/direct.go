@@ -65,11 +65,17 @@ func directOK(p []byte, off int64) bool {
 		uintptr(unsafe.Pointer(&p[0]))%image.PageSize == 0
 }
 
+// directOK reports whether f writes directly and p can be written at off
+// so, leaving minDirect aside.
+func (f *asyncFile) directOK(p []byte, off int64) bool {
+	return f.direct >= 0 && directOK(p, off)
+}
+
 // pwrite writes p at off, directly where it can.  A file system that
 // refuses a direct write after all (EINVAL) is written through the cache
 // from then on.
 func (f *asyncFile) pwrite(p []byte, off int64) error {
-	if f.direct >= 0 && len(p) >= minDirect && directOK(p, off) {
+	if len(p) >= minDirect && f.directOK(p, off) {
 		err := pwriteFull(f.direct, p, off)
 		if !errors.Is(err, unix.EINVAL) {
 			return err
@@ -95,7 +101,7 @@ func (f *asyncFile) pwritev(ps [][]byte, off int64) error {
 	for _, p := range ps {
 		size += len(p)
 	}
-	fd, direct := f.fd, f.direct >= 0 && size >= minDirect && directOK(ps[0], off)
+	fd, direct := f.fd, size >= minDirect && f.directOK(ps[0], off)
 	if direct {
 		fd = f.direct
 	}

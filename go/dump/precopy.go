@@ -52,6 +52,10 @@ type Precopy struct {
 	pagemap int
 	areas   []*copiedArea
 	zero    []byte
+	// Copy's and the copiers' lists, kept: what is allocated now is in
+	// the snapshot.
+	chunks  []span.Span
+	copiers [maxCopiers]*copier
 	// track hashes every page for the image's Tracker; self is the
 	// image's number among the tracker's images (its parents first).
 	track bool
@@ -245,7 +249,7 @@ func (p *Precopy) Took(i int, written, gone []span.Span, copies []byte) error {
 		l = append(l, copied{Span: sp, gone: true})
 	}
 	slices.SortStableFunc(l, func(x, y copied) int { return cmp.Compare(x.Start, y.Start) })
-	cp := p.newCopier(a, a.updates)
+	cp := p.copier(0, a, a.updates)
 	var done uint64 // where the pages stored so far end
 	for _, c := range l {
 		if c.Start < done {

@@ -220,7 +220,7 @@ func testCopyChunks(t *testing.T, copiers int) {
 		t.Fatal(err)
 	}
 	defer p.Abort()
-	if got := p.copiers(n / chunkPages); got != copiers {
+	if got := p.copierCount(n / chunkPages); got != copiers {
 		t.Fatalf("%d copiers, want %d", got, copiers)
 	}
 	if err := p.Copy([]span.Span{{Start: area.Start, End: area.End}}); err != nil {
