@@ -2,7 +2,10 @@ package restart
 
 import (
 	"fmt"
+	"sort"
 	"testing"
+
+	"github.com/ckpt/ckpt/go/image"
 )
 
 // The loader's bookkeeping of what is still to load, against a page-by-page
@@ -110,5 +113,45 @@ func TestPending(t *testing.T) {
 				s.done(s.first())
 			}
 		})
+	}
+}
+
+// The background order: the areas with the fewest bytes to load first,
+// each in address order, what faults loaded skipped, the rest (moved by
+// mremap, say) last in address order; as many pieces as there are.
+func TestLoadOrder(t *testing.T) {
+	const P = 4096
+	run := func(page, pages uint64) image.Run { return image.Run{Page: page, Pages: pages, FileOff: page * P} }
+	groups := []runGroup{
+		{first: 0, start: 0x100000, runs: []image.Run{run(0, 20), run(30, 10)}}, // 30 pages: last
+		{first: 2, start: 0x400000, runs: []image.Run{run(1, 1)}},               // 1 page: first
+		{first: 3, start: 0x500000, runs: []image.Run{run(0, 2), run(4, 2)}},    // 4 pages: second
+	}
+	order := loadOrder(groups)
+	if want := []span{{0x401000, 0x402000}, {0x500000, 0x506000}, {0x100000, 0x128000}}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("loadOrder = %#x, want %#x", order, want)
+	}
+	var ps []piece
+	for _, g := range groups {
+		for j := range g.runs {
+			ps = appendSplit(ps, runPiece(g.start, &g.runs[j], g.first+int32(j)))
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].addr < ps[j].addr })
+	s := &pending{ps: ps, left: len(ps), order: order}
+	s.done(s.find(0x504000))          // a fault loaded it
+	s.remap(0x11e000, 0x600000, 10*P) // the heap's last run moved above everything
+	var got []uint64
+	for !s.empty() {
+		i, limit := s.next()
+		if end := s.ps[i].end(); end > limit {
+			t.Fatalf("piece at %#x ends at %#x, after its range (%#x)", s.ps[i].addr, end, limit)
+		}
+		got = append(got, s.ps[i].addr)
+		s.done(i)
+	}
+	want := []uint64{0x401000, 0x500000, 0x100000, 0x110000, 0x600000, 0x602000} // (split at 0x120000)
+	if fmt.Sprintf("%#x", got) != fmt.Sprintf("%#x", want) {
+		t.Errorf("loaded %#x, want %#x", got, want)
 	}
 }

@@ -28,7 +28,15 @@ type pending struct {
 	ps   []piece // sorted by addr; len 0: done
 	head int     // ps[:head] are all done
 	left int     // pieces not done
+
+	// order is the ranges loaded first, one after the other (see
+	// loadOrder); at is where loading is up to in order[0].
+	order []span
+	at    uint64
 }
+
+// span is the range [start, end) of addresses.
+type span struct{ start, end uint64 }
 
 // splitCount is the number of pieces appendSplit cuts p into.
 func splitCount(p piece) int { return int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1 }
@@ -53,6 +61,25 @@ func (s *pending) first() int {
 		s.head++
 	}
 	return s.head
+}
+
+// next returns the index of the piece to load next and where the range
+// it is in ends: the first piece not done in the ranges of s.order, in
+// their order, then the lowest one not done.  The set must not be empty.
+func (s *pending) next() (int, uint64) {
+	for len(s.order) > 0 {
+		r := s.order[0]
+		i := s.after(max(r.start, s.at))
+		for i < len(s.ps) && s.ps[i].len == 0 && s.ps[i].addr < r.end {
+			i++
+		}
+		if i < len(s.ps) && s.ps[i].addr < r.end {
+			s.at = s.ps[i].addr
+			return i, r.end
+		}
+		s.order, s.at = s.order[1:], 0
+	}
+	return s.first(), ^uint64(0)
 }
 
 // after returns the index of the first piece that ends after addr.
@@ -116,7 +143,7 @@ func (s *pending) remap(from, to, n uint64) {
 	s.drop(to, to+n)
 	live := append(s.live(len(moved)), moved...)
 	sort.Slice(live, func(i, j int) bool { return live[i].addr < live[j].addr })
-	*s = pending{ps: live, left: len(live)}
+	*s = pending{ps: live, left: len(live), order: s.order, at: s.at}
 }
 
 // cut splits the piece that holds addr inside it, so that a piece starts at
@@ -137,7 +164,7 @@ func (s *pending) cut(addr uint64) {
 // clone returns the pieces not done as a set of their own (a forked child's).
 func (s *pending) clone() *pending {
 	live := s.live(0)
-	return &pending{ps: live, left: len(live)}
+	return &pending{ps: live, left: len(live), order: s.order, at: s.at}
 }
 
 // live returns a new list of the pieces not done, with room for extra more.

@@ -191,6 +191,7 @@ func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentD
 	if err != nil {
 		return nil, -1, nil, done, false, err
 	}
+	phase("the image is decoded")
 	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) || !loaderServes() {
 		im, fd, checked, err = loadOpened(path, fd, im, h, o, true)
 		return im, fd, nil, done, checked, err
@@ -453,6 +454,7 @@ func Run(path string, o *Options) (int, error) {
 			return 0, bad("%w", err)
 		}
 	}
+	phase("the image is checked")
 	if err := checkHost(im); err != nil {
 		return 0, err
 	}
@@ -545,6 +547,7 @@ func Run(path string, o *Options) (int, error) {
 		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
 			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
 	}
+	phase("the stub is started")
 	if fl != nil {
 		filling = true
 		go fl.serve()
