@@ -133,6 +133,7 @@ func startPrecopy(cfg *config, path string, prev *dump.Tracker, compress bool) *
 // whole area.
 func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, first []span.Span) {
 	writes.lost = writes.lost[:0]
+	churned.Next()
 	text, err := procfs.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return nil, nil
@@ -148,7 +149,7 @@ func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, firs
 		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
 		// marks are taken off again after the fork, theirs would go too.
 		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!every && s.rss < precopyArea) ||
-			m.Start < own.End && own.Start < m.End || overlapsAny(churned, m.Start, m.End) ||
+			m.Start < own.End && own.Start < m.End || churned.Skips(m.Start, m.End) ||
 			heap.Start < m.End && m.Start < heap.End {
 			continue
 		}
@@ -206,11 +207,9 @@ func goHeap(areas []smapsArea) span.Span {
 	return span.Span{Start: areas[lo].Start, End: areas[hi].End}
 }
 
-// churned lists the areas a pause found changed, untracked or too
-// written: the program keeps remapping or rewriting them, and each copy
-// made before the pause would stay in the image unused, as large as the
-// area.  They are forked from then on.
-var churned []span.Span
+// churned is the areas whose copies before the pause went to waste
+// lately: they are forked for a while.
+var churned dump.Churned
 
 func overlapsAny(l []span.Span, start, end uint64) bool {
 	for _, sp := range l {
@@ -315,7 +314,9 @@ func (r *precopyRun) tookOver() (*dump.Precopy, string, error) {
 		reasons[a.state]++
 		switch a.state {
 		case C.CK_PRECOPY_CHANGED, C.CK_PRECOPY_UNTRACKED, C.CK_PRECOPY_FULL:
-			churned = append(churned, span.Span{Start: uint64(a.start), End: uint64(a.end)})
+			churned.Wasted(span.Span{Start: uint64(a.start), End: uint64(a.end)})
+		case C.CK_PRECOPY_TAKEN:
+			churned.Taken(span.Span{Start: uint64(a.start), End: uint64(a.end)})
 		}
 		if a.state != C.CK_PRECOPY_TAKEN {
 			continue
