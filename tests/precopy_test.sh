@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# precopy_test.sh LIBCKPT RESTART SCRIBBLE CHURN BIGHEAP READCKPT
+# precopy_test.sh LIBCKPT RESTART SCRIBBLE CHURN BIGHEAP READCKPT REMAP
 #
 # Runs marked (check) set CKPT_PRECOPY=check: the snapshot keeps the areas
 # copied before the pause too, and every page of the image is compared with
@@ -27,6 +27,11 @@
 #     of its areas every tick, so pauses find areas changed and leave them
 #     to the fork: no checkpoint fails and the last image restarts with
 #     churn's checks passing (check);
+#   - an area a pause found changed is forked at the next checkpoint only:
+#     remap, whose thread remaps pages of its area every millisecond until
+#     SIGUSR1, has its area changed at the first checkpoint, left to the
+#     fork at the second, copied before the pause at the third (more areas
+#     copied than at the second), and the image restarts (check);
 #   - a program with little memory (churn's 16 MiB) does not copy before the
 #     pause by default;
 #   - a compressed image holds no more page data than a plain one of the
@@ -46,6 +51,7 @@ scribble=$(realpath "$3")
 churn=$(realpath "$4")
 bigheap=$(realpath "$5")
 readckpt=$(realpath "$6")
+remap=$(realpath "$7")
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/precopy.XXXXXX")
 cd "$work"
 
@@ -125,6 +131,20 @@ at_least "areas copied before the pause" churn.err 1 || fail "churn never copied
 kill -9 "$pid"
 restore_checked churnrestored "$work/churn.$pid.ckpt"
 kill -9 "$(cat churnrestored.pid)"
+
+CKPT_PRECOPY=all,check run remap "$remap" 50 16
+checkpoints "$pid" remap.err 1
+grep -Eq "[0-9]+ (changed|untracked)" remap.err || fail "the first pause did not find remap's area changed"
+kill -USR1 "$pid"
+checkpoints "$pid" remap.err 2
+quiet remap.err
+# copied N: how many areas checkpoint N copied before the pause.
+copied() { sed -n 's/.* \([0-9]*\) of [0-9]* areas copied before the pause.*/\1/p' remap.err | sed -n "$1p"; }
+(($(copied 3) > $(copied 2))) ||
+	fail "remap's area, changed at the first checkpoint only, was not copied before the pause at the third: $(cat remap.err)"
+kill -9 "$pid"
+restore_checked remaprestored "$work/remap.$pid.ckpt"
+kill -9 "$(cat remaprestored.pid)"
 
 run small "$churn" 30
 checkpoints "$pid" small.err 1
