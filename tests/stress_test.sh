@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# stress_test.sh LIBCKPT RESTART PROG [CHECKPOINTS]
+# stress_test.sh LIBCKPT RESTART PROG [CHECKPOINTS [MODE]]
 #
-# Checkpoints a busy multi-threaded program CHECKPOINTS times (default 50)
+# Checkpoints a busy multi-threaded program (PROG 100 MODE) CHECKPOINTS
+# times (default 50)
 # in a row, each at a random moment while it runs, then sends a burst of 20
 # trigger signals at once.  No checkpoint may fail, the program must keep
 # running, and after SIGKILL the last image must restart, go on, and be
@@ -12,11 +13,12 @@ lib=$(realpath "$1")
 restart=$(realpath "$2")
 prog=$(realpath "$3")
 n=${4:-50}
+mode=${5:-}
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/stress.XXXXXX")
 cd "$work"
 written() { count "ckpt: wrote" orig.err; }
 
-CKPT_DIR=$work LD_PRELOAD=$lib "$prog" 100 >orig.out 2>orig.err &
+CKPT_DIR=$work LD_PRELOAD=$lib "$prog" 100 $mode >orig.out 2>orig.err &
 pid=$!
 pids+=("$pid")
 wait_for grep -q . orig.out || fail "the program did not start"

@@ -1,6 +1,9 @@
 /* alloc: 4 threads allocate and free nonstop (random sizes, each block
  * filled with a pattern checked before it is freed), the stress test's
- * target: checkpoints land in the middle of malloc and free. */
+ * target: checkpoints land in the middle of malloc and free.  With argv[2]
+ * "spawn" a fifth thread also starts and joins short-lived threads nonstop
+ * (each adds to a count and exits): checkpoints land while threads come
+ * and go. */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -9,9 +12,10 @@
 #define THREADS 4
 #define SLOTS 512
 
-static volatile unsigned long rounds[THREADS];
+static volatile unsigned long rounds[THREADS], spawned;
 static volatile int corrupt;
 static unsigned long last;
+static int spawning;
 
 static void *churn(void *arg)
 {
@@ -39,6 +43,26 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+static void *brief(void *arg)
+{
+	__atomic_add_fetch(&spawned, 1, __ATOMIC_RELAXED);
+	return arg;
+}
+
+static void *spawner(void *arg)
+{
+	for (;;) {
+		pthread_t t;
+		unsigned long before = spawned;
+		if (pthread_create(&t, NULL, brief, arg) != 0 || pthread_join(t, NULL) != 0 || spawned != before + 1) {
+			printf("FAIL: a short-lived thread did not run\n");
+			fflush(stdout);
+			exit(1);
+		}
+	}
+	return NULL;
+}
+
 static int check(unsigned long tick)
 {
 	unsigned long sum = 0;
@@ -56,6 +80,12 @@ static int check(unsigned long tick)
 			return 1;
 		}
 		last = sum;
+		static unsigned long last_spawned;
+		if (spawning && spawned == last_spawned) {
+			printf("no thread was spawned in 5 ticks\n");
+			return 1;
+		}
+		last_spawned = spawned;
 	}
 	return 0;
 }
@@ -66,5 +96,9 @@ int main(int argc, char **argv)
 
 	for (long i = 0; i < THREADS; i++)
 		pthread_create(&t, NULL, churn, (void *)i);
+	if (argc > 2 && strcmp(argv[2], "spawn") == 0) {
+		spawning = 1;
+		pthread_create(&t, NULL, spawner, NULL);
+	}
 	tick_loop(tick_ms(argc, argv), check);
 }
