@@ -17,9 +17,9 @@ fail() {
 	exit 1
 }
 
-# wait_for CMD...: retry CMD every 20 ms for up to 30 s.
+# wait_for CMD...: retry CMD every 20 ms for up to WAIT_S seconds (30).
 wait_for() {
-	local deadline=$((SECONDS + 30))
+	local deadline=$((SECONDS + ${WAIT_S:-30}))
 	until "$@"; do
 		((SECONDS < deadline)) || return 1
 		sleep 0.02
