@@ -196,9 +196,10 @@ static uint32_t ck_gone(int pid, const int32_t *sent, int nsent)
 
 /* ck_wait_frozen waits until every thread of sent[] is stopped or gone: a
  * thread that exits after it was signalled never stops, and waiting for
- * it ended the checkpoint with "stopping the threads: connection timed
- * out" (2 runs in 1,500 of tests/precopy_test.sh's churn lines).  A
- * stopped thread waits in ck_freeze_handler, so it cannot also be gone. */
+ * it would end the checkpoint with "stopping the threads: connection
+ * timed out" (the suspected, not reproduced, cause of 2 such failures in
+ * 1,500 runs of tests/precopy_test.sh's churn lines).  A stopped thread
+ * waits in ck_freeze_handler, so it cannot also be gone. */
 static int ck_wait_frozen(int pid, const int32_t *sent, int nsent, int64_t deadline)
 {
 	uint32_t gone = 0;

@@ -27,10 +27,10 @@ const maxChurnSkip = 32
 // Next counts a checkpoint: call it before asking Skips about its areas.
 func (c *Churned) Next() { c.n++ }
 
-// Skips reports whether [start, end) overlaps an area left out now.
-func (c *Churned) Skips(start, end uint64) bool {
+// Skips reports whether s overlaps an area left out now.
+func (c *Churned) Skips(s span.Span) bool {
 	for _, a := range c.areas {
-		if a.Start < end && start < a.End && c.n < a.until {
+		if a.Overlaps(s) && c.n < a.until {
 			return true
 		}
 	}
@@ -43,7 +43,7 @@ func (c *Churned) Wasted(s span.Span) {
 	skip := 0
 	kept := c.areas[:0]
 	for _, a := range c.areas {
-		if a.Start < s.End && s.Start < a.End {
+		if a.Overlaps(s) {
 			skip = max(skip, a.skip)
 			s.Start, s.End = min(s.Start, a.Start), max(s.End, a.End)
 			continue
@@ -59,7 +59,7 @@ func (c *Churned) Wasted(s span.Span) {
 func (c *Churned) Taken(s span.Span) {
 	kept := c.areas[:0]
 	for _, a := range c.areas {
-		if !(a.Start < s.End && s.Start < a.End) {
+		if !a.Overlaps(s) {
 			kept = append(kept, a)
 		}
 	}

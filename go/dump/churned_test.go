@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/ckpt/ckpt/go/span"
@@ -16,7 +17,7 @@ func TestChurned(t *testing.T) {
 	var skipped []int
 	for n := 1; n <= 12; n++ {
 		c.Next()
-		if c.Skips(0x2000, 0x3000) { // inside heap
+		if c.Skips(span.Span{Start: 0x2000, End: 0x3000}) { // inside heap
 			skipped = append(skipped, n)
 			continue
 		}
@@ -28,7 +29,7 @@ func TestChurned(t *testing.T) {
 			c.Taken(heap)
 		}
 	}
-	if want := []int{2, 4, 5, 7, 8, 9, 10}; !equal(skipped, want) {
+	if want := []int{2, 4, 5, 7, 8, 9, 10}; !slices.Equal(skipped, want) {
 		t.Errorf("left out of checkpoints %v, want %v", skipped, want)
 	}
 	if len(c.areas) != 1 || c.areas[0].Span != other || c.areas[0].skip != 4 {
@@ -46,23 +47,11 @@ func TestChurned(t *testing.T) {
 	var e Churned
 	for range 200 {
 		e.Next()
-		if !e.Skips(heap.Start, heap.End) {
+		if !e.Skips(heap) {
 			e.Wasted(heap)
 		}
 	}
 	if e.areas[0].skip != maxChurnSkip {
 		t.Errorf("skip %d after many wastes, want %d", e.areas[0].skip, maxChurnSkip)
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

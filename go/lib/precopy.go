@@ -149,7 +149,7 @@ func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, firs
 		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
 		// marks are taken off again after the fork, theirs would go too.
 		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!every && s.rss < precopyArea) ||
-			m.Start < own.End && own.Start < m.End || churned.Skips(m.Start, m.End) ||
+			m.Start < own.End && own.Start < m.End || churned.Skips(span.Span{Start: m.Start, End: m.End}) ||
 			heap.Start < m.End && m.Start < heap.End {
 			continue
 		}
@@ -213,7 +213,7 @@ var churned dump.Churned
 
 func overlapsAny(l []span.Span, start, end uint64) bool {
 	for _, sp := range l {
-		if sp.Start < end && start < sp.End {
+		if sp.Overlaps(span.Span{Start: start, End: end}) {
 			return true
 		}
 	}

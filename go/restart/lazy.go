@@ -15,6 +15,7 @@ import (
 
 	"github.com/ckpt/ckpt/go/fresh"
 	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/span"
 	"github.com/ckpt/ckpt/go/uapi"
 	"golang.org/x/sys/unix"
 )
@@ -255,24 +256,24 @@ func (l *loader) build(im *image.Image) error {
 // last.  (Loaded in address order, the heap came before everything above
 // it: 76 faults, 15 ms, before a restored 2 GiB bigheap printed its first
 // line.)
-func loadOrder(groups []runGroup) []span {
+func loadOrder(groups []runGroup) []span.Span {
 	type sized struct {
-		span
+		span.Span
 		bytes uint64
 	}
 	var areas []sized
 	for _, g := range groups {
 		last := &g.runs[len(g.runs)-1]
-		a := sized{span: span{g.start + g.runs[0].Page*image.PageSize, g.start + (last.Page+last.Pages)*image.PageSize}}
+		a := sized{Span: span.Span{Start: g.start + g.runs[0].Page*image.PageSize, End: g.start + (last.Page+last.Pages)*image.PageSize}}
 		for j := range g.runs {
 			a.bytes += g.runs[j].Len()
 		}
 		areas = append(areas, a)
 	}
 	sort.SliceStable(areas, func(i, j int) bool { return areas[i].bytes < areas[j].bytes })
-	order := make([]span, len(areas))
+	order := make([]span.Span, len(areas))
 	for i, a := range areas {
-		order[i] = a.span
+		order[i] = a.Span
 	}
 	return order
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ckpt/ckpt/go/image"
+	"github.com/ckpt/ckpt/go/span"
 )
 
 // The loader's bookkeeping of what is still to load, against a page-by-page
@@ -128,7 +129,7 @@ func TestLoadOrder(t *testing.T) {
 		{first: 3, start: 0x500000, runs: []image.Run{run(0, 2), run(4, 2)}},    // 4 pages: second
 	}
 	order := loadOrder(groups)
-	if want := []span{{0x401000, 0x402000}, {0x500000, 0x506000}, {0x100000, 0x128000}}; fmt.Sprint(order) != fmt.Sprint(want) {
+	if want := []span.Span{{Start: 0x401000, End: 0x402000}, {Start: 0x500000, End: 0x506000}, {Start: 0x100000, End: 0x128000}}; fmt.Sprint(order) != fmt.Sprint(want) {
 		t.Fatalf("loadOrder = %#x, want %#x", order, want)
 	}
 	var ps []piece

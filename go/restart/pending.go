@@ -3,6 +3,8 @@ package restart
 import (
 	"slices"
 	"sort"
+
+	"github.com/ckpt/ckpt/go/span"
 )
 
 // piece is a stretch of pages still to load: len bytes at addr in the
@@ -31,12 +33,9 @@ type pending struct {
 
 	// order is the ranges loaded first, one after the other (see
 	// loadOrder); at is where loading is up to in order[0].
-	order []span
+	order []span.Span
 	at    uint64
 }
-
-// span is the range [start, end) of addresses.
-type span struct{ start, end uint64 }
 
 // splitCount is the number of pieces appendSplit cuts p into.
 func splitCount(p piece) int { return int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1 }
@@ -69,13 +68,13 @@ func (s *pending) first() int {
 func (s *pending) next() (int, uint64) {
 	for len(s.order) > 0 {
 		r := s.order[0]
-		i := s.after(max(r.start, s.at))
-		for i < len(s.ps) && s.ps[i].len == 0 && s.ps[i].addr < r.end {
+		i := s.after(max(r.Start, s.at))
+		for i < len(s.ps) && s.ps[i].len == 0 && s.ps[i].addr < r.End {
 			i++
 		}
-		if i < len(s.ps) && s.ps[i].addr < r.end {
+		if i < len(s.ps) && s.ps[i].addr < r.End {
 			s.at = s.ps[i].addr
-			return i, r.end
+			return i, r.End
 		}
 		s.order, s.at = s.order[1:], 0
 	}

@@ -5,6 +5,9 @@ package span
 // Span is the range of addresses [Start, End).
 type Span struct{ Start, End uint64 }
 
+// Overlaps reports whether s and o share an address.
+func (s Span) Overlaps(o Span) bool { return s.Start < o.End && o.Start < s.End }
+
 // A list of spans is sorted by Start and its spans do not overlap; adjacent
 // spans need not be joined.
 
