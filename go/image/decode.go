@@ -126,8 +126,8 @@ type decoder struct {
 }
 
 // streamBuffer is the most a decoder reading from r buffers (a variable
-// for tests).
-var streamBuffer = 1 << 20
+// for tests): one huge page (package fresh).
+var streamBuffer = 2 << 20
 
 func (d *decoder) pos() int  { return d.base + d.off }
 func (d *decoder) left() int { return d.total - d.pos() }
@@ -154,7 +154,7 @@ func (d *decoder) fill(n int) bool {
 	rest := d.b[d.off:]
 	buf := d.b[:0]
 	if cap(buf) < n {
-		buf = make([]byte, 0, max(n, min(d.left(), streamBuffer)))
+		buf = fresh.Slice[byte](max(n, min(d.left(), streamBuffer)))[:0]
 	}
 	buf = append(buf, rest...) // moves them to the front
 	d.base += d.off
@@ -176,7 +176,10 @@ func (d *decoder) finish() uint32 {
 	if d.r == nil {
 		return Checksum(d.b)
 	}
-	buf := make([]byte, min(d.total, streamBuffer))
+	buf := d.b[:cap(d.b)] // decoded, or never to be
+	if len(buf) == 0 {
+		buf = make([]byte, min(d.total, streamBuffer))
+	}
 	for read := d.base + len(d.b); read < d.total; {
 		chunk := buf[:min(len(buf), d.total-read)]
 		if _, err := d.r.ReadAt(chunk, d.at+int64(read)); err != nil {
@@ -1026,7 +1029,7 @@ func parallel(n int, done func(uint64), work func(i int, buf *[]byte) (uint64, e
 // grow returns (*buf)[:n], reallocating *buf if it is shorter.
 func grow(buf *[]byte, n uint64) []byte {
 	if uint64(cap(*buf)) < n {
-		*buf = make([]byte, n)
+		*buf = fresh.Slice[byte](int(max(n, blockLen)))
 	}
 	return (*buf)[:n]
 }

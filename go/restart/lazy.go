@@ -240,8 +240,7 @@ func (l *loader) build(im *image.Image) error {
 	// Made here, while restart checks the image, rather than by serve
 	// when the program is about to run: faulting in fresh memory took
 	// 4-8 ms (package fresh).
-	l.staging = make([]byte, loadChunk)
-	fresh.Populate(l.staging)
+	l.staging = fresh.Slice[byte](loadChunk)
 	if l.verify {
 		l.checked = make([]atomic.Bool, k)
 	}
@@ -290,14 +289,13 @@ func (l *loader) pieceMemory(n int) []piece {
 	if size < 1<<20 {
 		return make([]piece, n)
 	}
-	m, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	m, b, err := fresh.Map(size)
 	if err != nil {
 		return make([]piece, n)
 	}
 	unix.Madvise(m, unix.MADV_DONTFORK)
-	fresh.Populate(m)
 	l.pieceMap = m
-	return unsafe.Slice((*piece)(unsafe.Pointer(&m[0])), n)
+	return unsafe.Slice((*piece)(unsafe.Pointer(&b[0])), n)
 }
 
 // bytes returns the data of piece p.
@@ -577,7 +575,7 @@ func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 		go func(child int, pend *pending) {
 			defer l.wg.Done()
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			l.serve(child, pend, make([]byte, loadChunk))
+			l.serve(child, pend, fresh.Slice[byte](loadChunk))
 		}(child, pend.clone())
 	case uapi.UffdEventRemap:
 		pend.remap(u64(8), u64(16), u64(24))
