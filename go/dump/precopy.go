@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/ckpt/ckpt/go/fresh"
 	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/procfs"
 	"github.com/ckpt/ckpt/go/span"
@@ -383,7 +384,7 @@ func (a *copiedArea) merge() {
 func (a *copiedArea) runs(self uint32, cuts []uint64) []image.Run {
 	n := 0
 	a.eachRun(self, cuts, func(image.Run) { n++ })
-	runs := make([]image.Run, 0, n)
+	runs := fresh.Slice[image.Run](n)[:0] // megabytes: see package fresh
 	a.eachRun(self, cuts, func(r image.Run) { runs = append(runs, r) })
 	return runs
 }

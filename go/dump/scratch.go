@@ -6,6 +6,8 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/ckpt/ckpt/go/fresh"
+	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/span"
 	"golang.org/x/sys/unix"
 )
@@ -35,35 +37,57 @@ var arena struct {
 }
 
 // mapScratch maps n bytes (rounded up to pages) of scratch memory, from
-// the arena while it has room, or nil.
+// the arena while it has room, or nil.  Scratch memory of a huge page or
+// more starts on a huge page boundary and is advised to be made of huge
+// pages: the notes of a 2 GiB area are 8 MiB written in a few
+// milliseconds, and where first touching a small page costs a slow fault
+// (10 us on a PVM guest, 2026-12) that was 2,000 faults each.  What is
+// written of it becomes resident a huge page at a time.
 func mapScratch(n int) []byte {
 	if n <= 0 {
 		return nil
 	}
 	size := pageRound(uint64(n))
+	align := uint64(image.PageSize)
+	if size >= fresh.HugePage {
+		align = fresh.HugePage
+	}
 	arena.Lock()
 	defer arena.Unlock()
 	if !arena.tried {
 		arena.tried = true
-		p, err := unix.MmapPtr(-1, 0, nil, arenaSize, unix.PROT_NONE,
+		// One huge page more than the arena, for its start to be one.
+		p, err := unix.MmapPtr(-1, 0, nil, arenaSize+fresh.HugePage, unix.PROT_NONE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err == nil {
+			p = unsafe.Add(p, -uintptr(p)&(fresh.HugePage-1))
 			arena.base, arena.free = p, []span.Span{{Start: 0, End: arenaSize}}
 		}
 	}
 	for i, sp := range arena.free {
-		if sp.End-sp.Start < size {
+		at := (sp.Start + align - 1) &^ (align - 1)
+		if at+size > sp.End {
 			continue
 		}
-		p, err := unix.MmapPtr(-1, 0, unsafe.Add(arena.base, sp.Start), uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
+		p, err := unix.MmapPtr(-1, 0, unsafe.Add(arena.base, at), uintptr(size), unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE|unix.MAP_FIXED)
 		if err != nil {
 			break
 		}
-		if arena.free[i].Start += size; arena.free[i].Start == sp.End {
-			arena.free = slices.Delete(arena.free, i, i+1)
+		// What is left of the free stretch before and after.
+		var left []span.Span
+		if sp.Start < at {
+			left = append(left, span.Span{Start: sp.Start, End: at})
 		}
-		return unsafe.Slice((*byte)(p), size)
+		if at+size < sp.End {
+			left = append(left, span.Span{Start: at + size, End: sp.End})
+		}
+		arena.free = slices.Replace(arena.free, i, i+1, left...)
+		b := unsafe.Slice((*byte)(p), size)
+		if align == fresh.HugePage {
+			unix.Madvise(b, unix.MADV_HUGEPAGE)
+		}
+		return b
 	}
 	b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/ckpt/ckpt/go/fresh"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -160,7 +162,7 @@ func EncodeMeta(im *Image) []byte { return encodeMeta(im, FormatVersion) }
 // encodeMeta renders the metadata as format version wrote it (for tests
 // of older images; what a version lacks is left out).
 func encodeMeta(im *Image, version uint32) []byte {
-	e := &encoder{version: version, b: make([]byte, 0, metaRoom(im))}
+	e := &encoder{version: version, b: fresh.Slice[byte](metaRoom(im))[:0]}
 	p := &im.Process
 	e.u32(p.Arch)
 	e.u32(p.PageSize)
