@@ -126,8 +126,9 @@ type decoder struct {
 }
 
 // streamBuffer is the most a decoder reading from r buffers (a variable
-// for tests): one huge page (package fresh).
-var streamBuffer = 2 << 20
+// for tests).  Decoding 262,000 runs took as long through 256 KiB as
+// through 2 MiB, and it is fresh memory (package fresh).
+var streamBuffer = 256 << 10
 
 func (d *decoder) pos() int  { return d.base + d.off }
 func (d *decoder) left() int { return d.total - d.pos() }
@@ -154,7 +155,7 @@ func (d *decoder) fill(n int) bool {
 	rest := d.b[d.off:]
 	buf := d.b[:0]
 	if cap(buf) < n {
-		buf = fresh.Slice[byte](max(n, min(d.left(), streamBuffer)))[:0]
+		buf = make([]byte, 0, max(n, min(d.left(), streamBuffer)))
 	}
 	buf = append(buf, rest...) // moves them to the front
 	d.base += d.off
@@ -818,8 +819,10 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 	})
 }
 
-// blockLen bounds what copyRuns and Gather read at once.
-const blockLen = 4 << 20
+// blockLen bounds what copyRuns and Gather read at once: each worker's
+// buffer is one huge page (package fresh).  Checking a 1 GiB image took
+// 80-89 ms with 1 MiB, 87-91 with 4 MiB, 88 with 256 KiB.
+const blockLen = 1 << 20
 
 // block is runs of one area or file (owner; its run is not set) that lie
 // back to back in the file, up to blockLen bytes of them unless it is one
