@@ -18,8 +18,6 @@ import (
 // HugePage is the size of an x86-64 transparent huge page.
 const HugePage = 2 << 20
 
-const hugePage = HugePage
-
 // Slice returns make([]T, n), its memory faulted in on huge pages if it
 // is half a huge page or more.  T must hold no pointers: the memory is
 // advised and populated behind the garbage collector's back, which is
@@ -29,25 +27,25 @@ const hugePage = HugePage
 // element), from an allocation up to two huge pages larger whose ends are
 // never touched (the Go heap aligns large objects to 8 KiB only, and the
 // unaligned first and last megabytes of a slice would be small pages),
-// and the huge page it ends in is populated whole.  Where a small page is first touched costs a page
-// fault even when the kernel populated it, and on some virtual machines
-// that fault is slow: 4 MiB of populated small pages took 4.5 ms to
-// write once, as huge pages 0.02 ms (a PVM guest, 2026-12).
+// and the huge page it ends in is populated whole.  The first touch of a
+// small page costs a fault even when the kernel populated it, and on some
+// virtual machines that fault is slow: 4 MiB of populated small pages
+// took 4.6 ms to write once, on huge pages 0.02 ms (a PVM guest, 2026-12).
 func Slice[T any](n int) []T {
 	var t T
 	size := uintptr(n) * unsafe.Sizeof(t)
-	if size < hugePage/2 {
+	if size < HugePage/2 {
 		return make([]T, n)
 	}
-	all := make([]T, n+int(2*hugePage/unsafe.Sizeof(t))+2)
+	all := make([]T, n+int(2*HugePage/unsafe.Sizeof(t))+2)
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(all)))
 	// The first element in the first huge page that starts inside all.
-	from := ((base+hugePage-1)&^(hugePage-1) - base + unsafe.Sizeof(t) - 1) / unsafe.Sizeof(t)
+	from := ((base+HugePage-1)&^(HugePage-1) - base + unsafe.Sizeof(t) - 1) / unsafe.Sizeof(t)
 	s := all[from : int(from)+n : int(from)+n]
 	// Whole huge pages: from the one s starts in (which starts in all)
 	// up to the end of the one s ends in, which all holds too.
 	first := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
-	start, end := first&^(hugePage-1), (first+size+hugePage-1)&^(hugePage-1)
+	start, end := first&^(HugePage-1), (first+size+HugePage-1)&^(HugePage-1)
 	Populate(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(all)), start-base)), end-start))
 	return s
 }
@@ -63,14 +61,14 @@ func Populate(b []byte) {
 	end := start + uintptr(len(b))
 	// madvise takes whole pages; the 2 MiB-aligned inside of b becomes
 	// huge pages, the rest small ones.
-	if in, out := (start+hugePage-1)&^(hugePage-1), end&^(hugePage-1); in < out {
+	if in, out := (start+HugePage-1)&^(HugePage-1), end&^(HugePage-1); in < out {
 		madvise(in, out-in, unix.MADV_HUGEPAGE)
 	}
 	page := uintptr(unix.Getpagesize())
 	// A huge page at a time, or the small pages up to the next one: a
 	// fork, which takes the memory map's lock, never waits long.
 	for a, end := start&^(page-1), (end+page-1)&^(page-1); a < end; {
-		next := min(end, (a+hugePage)&^(hugePage-1))
+		next := min(end, (a+HugePage)&^(HugePage-1))
 		// Before Linux 5.14 (EINVAL), the pages fault in as they are
 		// written.
 		madvise(a, next-a, unix.MADV_POPULATE_WRITE)
@@ -87,12 +85,12 @@ func madvise(addr, n uintptr, advice int) {
 // pages as Slice's are, for memory that must be left out of forks
 // (MADV_DONTFORK) or unmapped when done.
 func Map(n int) (whole, b []byte, err error) {
-	rounded := (n + hugePage - 1) &^ (hugePage - 1)
-	whole, err = unix.Mmap(-1, 0, rounded+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	rounded := (n + HugePage - 1) &^ (HugePage - 1)
+	whole, err = unix.Mmap(-1, 0, rounded+HugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, nil, err
 	}
-	off := int(-uintptr(unsafe.Pointer(&whole[0])) & (hugePage - 1))
+	off := int(-uintptr(unsafe.Pointer(&whole[0])) & (HugePage - 1))
 	Populate(whole[off : off+rounded])
 	return whole, whole[off : off+n], nil
 }

@@ -32,9 +32,9 @@ func TestSlice(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []int{1 << 20, hugePage, 4 << 20, 4<<20 + 5} {
+	for _, n := range []int{1 << 20, HugePage, 4 << 20, 4<<20 + 5} {
 		s := Slice[byte](n)
-		if len(s) != n || cap(s) != n || uintptr(unsafe.Pointer(&s[0]))%hugePage != 0 {
+		if len(s) != n || cap(s) != n || uintptr(unsafe.Pointer(&s[0]))%HugePage != 0 {
 			t.Fatalf("Slice[byte](%d): len %d cap %d at %p, want a huge page boundary", n, len(s), cap(s), &s[0])
 		}
 	}
@@ -57,7 +57,7 @@ func TestMap(t *testing.T) {
 		}
 		start := uintptr(unsafe.Pointer(&whole[0]))
 		at := uintptr(unsafe.Pointer(&b[0]))
-		if len(b) != n || at%hugePage != 0 || at < start || at+uintptr(n) > start+uintptr(len(whole)) {
+		if len(b) != n || at%HugePage != 0 || at < start || at+uintptr(n) > start+uintptr(len(whole)) {
 			t.Fatalf("Map(%d): %d bytes at %#x in %d at %#x", n, len(b), at, len(whole), start)
 		}
 		for i := range b {
