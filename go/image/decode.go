@@ -1029,7 +1029,8 @@ func parallel(n int, done func(uint64), work func(i int, buf *[]byte) (uint64, e
 	return nil
 }
 
-// grow returns (*buf)[:n], reallocating *buf if it is shorter.
+// grow returns (*buf)[:n], reallocating *buf if it is shorter: at least
+// blockLen, on huge pages (package fresh).
 func grow(buf *[]byte, n uint64) []byte {
 	if uint64(cap(*buf)) < n {
 		*buf = fresh.Slice[byte](int(max(n, blockLen)))

@@ -146,11 +146,11 @@ func precopyAreas(every bool, since image.ImageID) (areas []procfs.Mapping, firs
 	var resident uint64
 	for _, s := range all {
 		m := s.Mapping
+		sp := span.Span{Start: m.Start, End: m.End}
 		// Not the program's own MADV_DONTFORK areas ("dc"): the pause's
 		// marks are taken off again after the fork, theirs would go too.
 		if !trackable(m) || m.Inode != 0 || !m.Read || s.has("dc") || (!every && s.rss < precopyArea) ||
-			m.Start < own.End && own.Start < m.End || churned.Skips(span.Span{Start: m.Start, End: m.End}) ||
-			heap.Start < m.End && m.Start < heap.End {
+			own.Overlaps(sp) || churned.Skips(sp) || heap.Overlaps(sp) {
 			continue
 		}
 		candidates = append(candidates, m)
