@@ -25,8 +25,10 @@
 #     while areas change shape; no miss, and the newest restarts (check);
 #   - churn, with CKPT_PRECOPY=all, unmaps, maps, moves and reprotects parts
 #     of its areas every tick, so pauses find areas changed and leave them
-#     to the fork: no checkpoint fails and the last image restarts with
-#     churn's checks passing (check);
+#     to the fork: no checkpoint fails in 20 and the last image restarts with
+#     churn's checks passing (check).  A stopped thread that wrote its stack
+#     after the pause looked (before it slept: cc_shim/handler.c) showed as a
+#     miss here about once in 150 checkpoints;
 #   - an area a pause found changed is forked at the next checkpoint only:
 #     remap, whose thread remaps pages of its area every millisecond until
 #     SIGUSR1, has its area changed at the first checkpoint, left to the
@@ -125,7 +127,7 @@ restore_checked incchurnrestored "$work/churn.$pid.ckpt"
 kill -9 "$(cat incchurnrestored.pid)"
 
 CKPT_PRECOPY=all,check run churn "$churn" 30
-checkpoints "$pid" churn.err 6
+checkpoints "$pid" churn.err 20
 quiet churn.err
 at_least "areas copied before the pause" churn.err 1 || fail "churn never copied before the pause"
 kill -9 "$pid"
