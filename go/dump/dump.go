@@ -332,6 +332,7 @@ func writeImage(fd int, r *Request, res *Result) (size uint64, err error) {
 		im.Parents = src.tr.finish(im)
 		res.Tracker = src.tr.next
 	}
+	im.PackRuns()
 	res.Stored = im.SourceBytes(0)
 	res.Reused = im.StoredBytes() - res.Stored
 	size, err = w.Finish(im)
@@ -561,7 +562,7 @@ func (s *source) reuse(a *image.Area, page, addr uint64) {
 	}
 	src := old.img + 1
 	if k := len(a.Runs) - 1; k >= 0 {
-		if r := &a.Runs[k]; r.Source == src && r.Page+r.Pages == page && r.FileOff+r.Len() == old.off {
+		if r := &a.Runs[k]; r.Source == src && r.Page+r.Pages == page && r.FileOff+r.DataLen() == old.off {
 			r.Pages++
 			r.CRC = image.ChecksumAppendPage(r.CRC, old.crc)
 			return
@@ -658,7 +659,7 @@ func appendRuns(w *image.Writer, runs []image.Run, buf []byte, first uint64, zer
 			kept++
 		}
 		if extend {
-			if r := &runs[len(runs)-1]; r.Source == src && r.FileOff+r.Len() == off {
+			if r := &runs[len(runs)-1]; r.Source == src && r.FileOff+r.DataLen() == off {
 				r.Pages++
 				r.CRC = image.ChecksumUpdate(r.CRC, p)
 				continue

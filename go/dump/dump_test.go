@@ -56,9 +56,9 @@ func TestAppendRuns(t *testing.T) {
 		if r.FileOff != next {
 			t.Errorf("run %d: file offset %#x, wanted %#x", i, r.FileOff, next)
 		}
-		next += r.Len()
+		next += r.DataLen()
 		src := orig[(r.Page-10)*P : (r.Page-10+r.Pages)*P]
-		got := f.b[r.FileOff : r.FileOff+r.Len()]
+		got := f.b[r.FileOff : r.FileOff+r.DataLen()]
 		if !bytes.Equal(got, src) {
 			t.Errorf("run %d: the file holds other bytes than the pages", i)
 		}
@@ -138,7 +138,7 @@ func TestCompressedChunks(t *testing.T) {
 	}
 	page := make([]byte, len(want))
 	for _, run := range got.Areas[0].Runs {
-		copy(page[run.Page*P:], mem.b[run.FileOff:run.FileOff+run.Len()])
+		copy(page[run.Page*P:], mem.b[run.FileOff:run.FileOff+run.DataLen()])
 	}
 	if !bytes.Equal(page, want) {
 		t.Errorf("unpacked pages differ from those written")

@@ -400,7 +400,7 @@ func (a *copiedArea) eachRun(self uint32, cuts []uint64, yield func(image.Run)) 
 		if pg.img != self {
 			src = pg.img + 1
 		}
-		if r.Pages > 0 && r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.Len() == pg.off &&
+		if r.Pages > 0 && r.Source == src && r.Page+r.Pages == uint64(pg.page) && r.FileOff+r.DataLen() == pg.off &&
 			r.Pages < chunkPages && !(src == 0 && isCut(cuts, pg.off)) {
 			r.Pages++
 			r.CRC = image.ChecksumAppendPage(r.CRC, pg.crc)

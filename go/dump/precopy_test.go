@@ -287,7 +287,7 @@ func takenMemory(t *testing.T, p *Precopy, n int, parent func(image.Run) []byte)
 			copy(got[r.Page*P:], parent(r))
 			continue
 		}
-		b := make([]byte, r.Len())
+		b := make([]byte, r.DataLen())
 		if _, err := f.ReadAt(b, int64(r.FileOff)); err != nil {
 			t.Fatal(err)
 		}

@@ -246,6 +246,9 @@ func (d *decoder) runs() []Run {
 	if d.version >= 3 {
 		size += 4
 	}
+	if d.version >= 5 {
+		size += 8
+	}
 	n := d.count("runs", MaxRunCount, size)
 	if d.skipRuns {
 		for left := n * size; left > 0 && d.err == nil; {
@@ -269,6 +272,9 @@ func (d *decoder) runs() []Run {
 			r.Page, r.Pages, r.FileOff, r.CRC = le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint32(b[24:])
 			if d.version >= 3 {
 				r.Source = le.Uint32(b[28:])
+			}
+			if d.version >= 5 {
+				r.Mask = le.Uint64(b[32:])
 			}
 			b = b[size:]
 		}
@@ -568,7 +574,7 @@ func (im *Image) checkRunsInSegments() error {
 		for j < len(im.Segments) && im.Segments[j].Off+im.Segments[j].RawLen <= r.run.FileOff {
 			j++
 		}
-		if j == len(im.Segments) || r.run.FileOff+r.run.Len() > im.Segments[j].Off+im.Segments[j].RawLen {
+		if j == len(im.Segments) || r.run.FileOff+r.run.DataLen() > im.Segments[j].Off+im.Segments[j].RawLen {
 			return corrupt("the data of %s at offset %#x spans two segments", r.what(im), r.run.FileOff)
 		}
 	}
@@ -694,6 +700,9 @@ func (im *Image) checkRuns(runs []Run, pages uint64, dataEnd uint64) error {
 			return fmt.Errorf("run %d covers pages %d+%d of %d", j, r.Page, r.Pages, pages)
 		}
 		nextPage = r.Page + r.Pages
+		if r.Mask != 0 && (r.Pages > MaxMaskPages || r.Mask&1 == 0 || r.Mask>>(r.Pages-1) != 1) {
+			return fmt.Errorf("run %d of %d pages has mask %#x", j, r.Pages, r.Mask)
+		}
 		if r.Source != 0 {
 			if r.Source > uint32(len(im.Parents)) || r.FileOff < DataStart || r.FileOff%PageSize != 0 ||
 				r.FileOff > MaxUserAddr {
@@ -702,7 +711,7 @@ func (im *Image) checkRuns(runs []Run, pages uint64, dataEnd uint64) error {
 			}
 			continue
 		}
-		if r.FileOff < DataStart || r.FileOff%PageSize != 0 || r.Len() > dataEnd || r.FileOff > dataEnd-r.Len() {
+		if r.FileOff < DataStart || r.FileOff%PageSize != 0 || r.DataLen() > dataEnd || r.FileOff > dataEnd-r.DataLen() {
 			return fmt.Errorf("run %d has data at %#x (data lies from %#x to %#x)", j, r.FileOff, DataStart, dataEnd)
 		}
 	}
@@ -722,7 +731,7 @@ func (im *Image) checkOverlap(dataEnd uint64) error {
 	lists := im.runLists()
 	for i, rs := range lists {
 		for j, r := range rs {
-			if r.Source == 0 && markPages(used, (r.FileOff-DataStart)/PageSize, r.Pages) {
+			if r.Source == 0 && markPages(used, (r.FileOff-DataStart)/PageSize, r.StoredPages()) {
 				return im.overlapError(lists, i, j)
 			}
 		}
@@ -753,7 +762,7 @@ func (im *Image) overlapError(lists [][]Run, i, j int) error {
 			rs = rs[:j]
 		}
 		for _, q := range rs {
-			if q.Source == 0 && q.FileOff < r.FileOff+r.Len() && r.FileOff < q.FileOff+q.Len() {
+			if q.Source == 0 && q.FileOff < r.FileOff+r.DataLen() && r.FileOff < q.FileOff+q.DataLen() {
 				return corrupt("the data of %s at %#x overlaps that of %s at %#x",
 					im.listOwner(i).what(im), r.FileOff, im.listOwner(k).what(im), q.FileOff)
 			}
@@ -787,7 +796,7 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 		bl := &blocks[k]
 		runs := bl.runs
 		start := runs[0].FileOff
-		total := runs[len(runs)-1].FileOff + runs[len(runs)-1].Len() - start
+		total := runs[len(runs)-1].FileOff + runs[len(runs)-1].DataLen() - start
 		b := grow(buf, min(total, blockLen))
 		i, crc, at := 0, uint32(0), start // the run being checked, its CRC so far, where it is up to
 		for off := uint64(0); off < total; {
@@ -802,10 +811,10 @@ func copyRuns(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) erro
 			}
 			for p := b[:n]; len(p) > 0; {
 				run := &runs[i]
-				m := min(uint64(len(p)), run.FileOff+run.Len()-at)
+				m := min(uint64(len(p)), run.FileOff+run.DataLen()-at)
 				crc = ChecksumUpdate(crc, p[:m])
 				p, at = p[m:], at+m
-				if at == run.FileOff+run.Len() {
+				if at == run.FileOff+run.DataLen() {
 					if crc != run.CRC {
 						return 0, fmt.Errorf("%w in the data of %s at file offset %#x",
 							ErrChecksum, bl.owner.what(im), run.FileOff)
@@ -845,10 +854,10 @@ func (im *Image) ownBlocks() []block {
 				j++
 				continue
 			}
-			k, n := j+1, rs[j].Len()
-			for k < len(rs) && rs[k].Source == 0 && n+rs[k].Len() <= blockLen &&
-				rs[k].FileOff == rs[k-1].FileOff+rs[k-1].Len() {
-				n += rs[k].Len()
+			k, n := j+1, rs[j].DataLen()
+			for k < len(rs) && rs[k].Source == 0 && n+rs[k].DataLen() <= blockLen &&
+				rs[k].FileOff == rs[k-1].FileOff+rs[k-1].DataLen() {
+				n += rs[k].DataLen()
 				k++
 			}
 			blocks = append(blocks, block{runs: rs[j:k], owner: owner})
@@ -890,7 +899,7 @@ func Unpack(r io.ReaderAt, im *Image, out io.WriterAt, done func(uint64)) error 
 		k := sort.Search(len(runs), func(k int) bool { return runs[k].run.FileOff >= s.Off })
 		for ; k < len(runs) && runs[k].run.FileOff < s.Off+s.RawLen; k++ {
 			run := runs[k].run
-			if Checksum(raw[run.FileOff-s.Off:][:run.Len()]) != run.CRC {
+			if Checksum(raw[run.FileOff-s.Off:][:run.DataLen()]) != run.CRC {
 				return 0, fmt.Errorf("%w in the data of %s at offset %#x (segment at file offset %#x)",
 					ErrChecksum, runs[k].what(im), run.FileOff, s.FileOff)
 			}
@@ -929,19 +938,19 @@ func (im *Image) Gather(parents []io.ReaderAt, ends []uint64, out io.WriterAt, e
 		for j := range list {
 			if r := &list[j]; r.Source != 0 {
 				jobs = append(jobs, job{r, end})
-				end += r.Len()
+				end += r.DataLen()
 			}
 		}
 	}
 	err := parallel(len(jobs), done, func(i int, buf *[]byte) (uint64, error) {
 		r := jobs[i].r
 		k := r.Source - 1
-		if int(k) >= len(parents) || r.FileOff+r.Len() > ends[k] {
+		if int(k) >= len(parents) || r.FileOff+r.DataLen() > ends[k] {
 			return 0, corrupt("pages at %#x of parent %d (%q) lie beyond its data", r.FileOff, k+1, im.Parents[k].Name)
 		}
-		b, crc := grow(buf, min(r.Len(), blockLen)), uint32(0)
-		for off := uint64(0); off < r.Len(); {
-			n := min(uint64(len(b)), r.Len()-off)
+		b, crc := grow(buf, min(r.DataLen(), blockLen)), uint32(0)
+		for off := uint64(0); off < r.DataLen(); {
+			n := min(uint64(len(b)), r.DataLen()-off)
 			if _, err := parents[k].ReadAt(b[:n], int64(r.FileOff+off)); err != nil {
 				return 0, fmt.Errorf("reading parent %q: %w", im.Parents[k].Name, err)
 			}
@@ -956,7 +965,7 @@ func (im *Image) Gather(parents []io.ReaderAt, ends []uint64, out io.WriterAt, e
 		if crc != r.CRC {
 			return 0, fmt.Errorf("%w in the pages at %#x of parent %q", ErrChecksum, r.FileOff, im.Parents[k].Name)
 		}
-		return r.Len(), nil
+		return r.DataLen(), nil
 	})
 	if err != nil || out == nil {
 		return err

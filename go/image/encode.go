@@ -145,7 +145,7 @@ func (e *encoder) str(s string) { e.u32(uint32(len(s))); e.b = append(e.b, s...)
 //	areas    count u32, then each Area: start, end u64, prot u32, flags u32,
 //	         kind u8, offset u64, major u32, minor u32, inode u64, name str,
 //	         runs count u32, then each Run: page, pages, fileOff u64, crc u32,
-//	         source u32 (format 3 on)
+//	         source u32 (format 3 on), mask u64 (format 5 on)
 //	files    count u32, then each File: fd i32, fdFlags u32, flags u32,
 //	         kind u8, state u8 (1 deleted, 2 contents saved), offset u64,
 //	         size u64, mode u32, dev u64,
@@ -311,8 +311,8 @@ func metaRoom(im *Image) int {
 	return n
 }
 
-// runSize is the size of an encoded Run (format 3 on).
-const runSize = 32
+// runSize is the size of an encoded Run (format 5 on).
+const runSize = 40
 
 func (e *encoder) runs(rs []Run) {
 	e.u32(uint32(len(rs)))
@@ -323,6 +323,9 @@ func (e *encoder) runs(rs []Run) {
 		e.u32(r.CRC)
 		if e.version >= 3 {
 			e.u32(r.Source)
+		}
+		if e.version >= 5 {
+			e.u64(r.Mask)
 		}
 	}
 }

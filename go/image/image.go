@@ -28,6 +28,11 @@
 // Run.CRC (bytes no run refers to are never read).  docs/image-format.md walks through an example.
 package image
 
+import (
+	"iter"
+	"math/bits"
+)
+
 // Addr is an address in the checkpointed process.  It is never a Go pointer.
 type Addr uint64
 
@@ -246,17 +251,72 @@ func (k Kind) String() string {
 // its data pages), so that a restore moves the running kernel's copy there.
 func (k Kind) Special() bool { return k == KindVDSO || k == KindVVAR || k == KindVVARVclock }
 
-// Run is a stretch of stored pages of one area.
+// Run is a stretch of stored pages of one area, or of a saved file.  Its
+// pages' data lies back to back at FileOff, in page order.  With Mask 0
+// every page of the stretch is stored; otherwise (format 5) the stretch is
+// at most MaxMaskPages long, bit i of Mask says whether page Page+i is
+// stored, and the first and last pages are.  Pages a run skips read as
+// zero.  Masks let memory where stored and zero pages alternate (every
+// other page zero: 262,144 one-page runs for 2 GiB) take one run per 64
+// pages: decoding, checking and loading runs cost per run.
 type Run struct {
 	Page    uint64 // first page, counted from Area.Start
-	Pages   uint64
+	Pages   uint64 // pages the stretch spans
 	FileOff uint64 // where the pages are in the image file (or its segments)
-	CRC     uint32 // CRC32C of the pages
+	CRC     uint32 // CRC32C of the stored pages' data
 	Source  uint32 // 0: this image; k: Parents[k-1] holds them at FileOff
+	Mask    uint64 // the stored pages, or 0: all of them
 }
 
-// Len is the number of bytes the run covers.
-func (r Run) Len() uint64 { return r.Pages * PageSize }
+// MaxMaskPages is the longest stretch a Run with a Mask spans.
+const MaxMaskPages = 64
+
+// StoredPages is the number of pages whose data the run holds.
+func (r Run) StoredPages() uint64 {
+	if r.Mask == 0 {
+		return r.Pages
+	}
+	return uint64(bits.OnesCount64(r.Mask))
+}
+
+// DataLen is the number of bytes of data the run holds.
+func (r Run) DataLen() uint64 { return r.StoredPages() * PageSize }
+
+// MemLen is the number of bytes of memory the run spans.
+func (r Run) MemLen() uint64 { return r.Pages * PageSize }
+
+// StretchCount is the number of stretches Stretches yields.
+func (r Run) StretchCount() uint64 {
+	if r.Mask == 0 {
+		return 1
+	}
+	return uint64(bits.OnesCount64(r.Mask &^ (r.Mask << 1))) // first pages of stretches
+}
+
+// Stretch is pages stored back to back: Pages pages from Page on (counted
+// as Run.Page is), whose data is at FileOff.
+type Stretch struct{ Page, Pages, FileOff uint64 }
+
+// Stretches yields the stretches of consecutive stored pages of the run, in
+// order: the run itself without a Mask.
+func (r Run) Stretches() iter.Seq[Stretch] {
+	return func(yield func(Stretch) bool) {
+		if r.Mask == 0 {
+			yield(Stretch{r.Page, r.Pages, r.FileOff})
+			return
+		}
+		off := r.FileOff
+		for m, at := r.Mask, r.Page; m != 0; {
+			skip := uint64(bits.TrailingZeros64(m))
+			m >>= skip
+			n := uint64(bits.TrailingZeros64(^m)) // 64 when every bit left is set
+			if !yield(Stretch{at + skip, n, off}) {
+				return
+			}
+			at, off, m = at+skip+n, off+n*PageSize, m>>n // m>>64 is 0
+		}
+	}
+}
 
 // Pages is the number of pages an area spans.
 func (a *Area) Pages() uint64 { return uint64(a.End-a.Start) / PageSize }
@@ -281,7 +341,7 @@ func (im *Image) SourceBytes(k uint32) uint64 {
 	for _, rs := range im.runLists() {
 		for _, r := range rs {
 			if r.Source == k {
-				n += r.Len()
+				n += r.DataLen()
 			}
 		}
 	}
@@ -310,7 +370,7 @@ func (f *File) StoredBytes() uint64 { return runBytes(f.Runs) }
 func runBytes(runs []Run) uint64 {
 	var n uint64
 	for _, r := range runs {
-		n += r.Len()
+		n += r.DataLen()
 	}
 	return n
 }

@@ -70,6 +70,7 @@ func sampleStored(t testing.TB, compress bool) (*Image, []byte) {
 			{Start: 0x400000, End: 0x404000, Prot: ProtRead | ProtExec, Name: "/bin/prog", Inode: 7},
 			{Start: 0x601000, End: 0x602000, Prot: ProtRead | ProtWrite, Kind: KindHeap, Name: "[heap]"},
 			{Start: 0x7fff0000, End: 0x7fff2000, Prot: ProtRead | ProtExec, Kind: KindVDSO, Name: "[vdso]"},
+			{Start: 0x7ffff7000000, End: 0x7ffff7008000, Prot: ProtRead | ProtWrite, Name: "sparse"},
 		},
 		Files: []File{
 			{FD: 3, Flags: 0x401, Kind: FileRegular, Offset: 10, Size: 100, Path: "/tmp/log"},
@@ -106,8 +107,15 @@ func sampleStored(t testing.TB, compress bool) (*Image, []byte) {
 		r.Page = uint64(x.page)
 		im.Areas[x.area].Runs = append(im.Areas[x.area].Runs, r)
 	}
-	r, err := w.WritePages(page(4, 1))
+	// Pages 0, 2, 3 and 7 of the last area, back to back: a run with a
+	// mask (format 5).
+	r, err := w.WritePages(append(page(5, 1), append(noise, page(6, 2)...)...))
 	if err != nil {
+		t.Fatal(err)
+	}
+	r.Pages, r.Mask = 8, 0b10001101
+	im.Areas[3].Runs = []Run{r}
+	if r, err = w.WritePages(page(4, 1)); err != nil {
 		t.Fatal(err)
 	}
 	r.Page = 1
@@ -205,6 +213,11 @@ func TestValidate(t *testing.T) {
 		{"data before the data", func(im *Image) { im.Areas[0].Runs[0].FileOff = 0 }},
 		{"data in the metadata", func(im *Image) { im.Files[1].Runs[0].FileOff += 2 * PageSize }},
 		{"vdso data", func(im *Image) { im.Areas[2].Runs = im.Areas[1].Runs }},
+		{"mask too long", func(im *Image) { im.Areas[3].End += 64 * PageSize; im.Areas[3].Runs[0].Pages = 65 }},
+		{"mask without first page", func(im *Image) { im.Areas[3].Runs[0].Mask = 0b10001100 }},
+		{"mask past the run", func(im *Image) { im.Areas[3].Runs[0].Mask = 0b110001101 }},
+		{"mask short of the run", func(im *Image) { im.Areas[3].Runs[0].Mask = 0b1101 }},
+		{"masked data past the data", func(im *Image) { im.Areas[3].Runs[0].Mask = 0b11111111 }},
 		{"bad kind", func(im *Image) { im.Areas[1].Kind = 99 }},
 		{"bad prot", func(im *Image) { im.Areas[1].Prot = 8 }},
 		{"files unsorted", func(im *Image) { im.Files[0].FD = 6 }},
@@ -240,8 +253,8 @@ func TestDecodeMetaBounds(t *testing.T) {
 	meta := EncodeMeta(im)
 	// The thread count follows the fixed process part; find it by
 	// encoding with zero threads and patching the count.
-	// threads=0, areas=3, then the first area's start (0x400000).
-	idx := bytes.Index(meta, []byte{0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0x40, 0})
+	// threads=0, areas=4, then the first area's start (0x400000).
+	idx := bytes.Index(meta, []byte{0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0x40, 0})
 	if idx < 0 {
 		t.Fatal("cannot find the thread count")
 	}
@@ -365,6 +378,7 @@ func TestCompressedDamage(t *testing.T) {
 func TestReadsOlderVersions(t *testing.T) {
 	for _, version := range []uint32{1, 2} {
 		want, b := sample(t)
+		want.Areas = want.Areas[:3] // a run with a mask needs format 5
 		h, err := DecodeHeader(b)
 		if err != nil {
 			t.Fatal(err)
@@ -479,7 +493,7 @@ func TestGather(t *testing.T) {
 	for i, a := range c.Areas {
 		for j, r := range a.Runs {
 			p := parent.Areas[i].Runs[j]
-			if r.Source != 0 || !bytes.Equal(out.b[r.FileOff:r.FileOff+r.Len()], pb[p.FileOff:p.FileOff+p.Len()]) {
+			if r.Source != 0 || !bytes.Equal(out.b[r.FileOff:r.FileOff+r.DataLen()], pb[p.FileOff:p.FileOff+p.DataLen()]) {
 				t.Errorf("area %d run %d: not gathered from the parent", i, j)
 			}
 		}
@@ -542,7 +556,7 @@ func TestDataOutOfOrder(t *testing.T) {
 	im.Areas[0].Runs = []Run{early, late}
 	got, _ := finish(t, w, im, f)
 	stale := append([]byte(nil), f.b...)
-	stale[late.FileOff+late.Len()+7] ^= 1 // the unused page: nobody reads it
+	stale[late.FileOff+late.DataLen()+7] ^= 1 // the unused page: nobody reads it
 	if err := VerifyData(bytes.NewReader(stale), got, nil); err != nil {
 		t.Errorf("VerifyData with the unused page changed: %v", err)
 	}

@@ -14,9 +14,11 @@ const Magic = "\x89CKPT\r\n\x1a"
 // parent images (incremental checkpoints); each run names its source.
 // 4 (2026-11): an image's own page data may lie in any order, with bytes
 // no run refers to in between (pages copied before the program stopped and
-// again after; version 3 readers would reject such an image).
+// again after; version 3 readers would reject such an image).  5 (2026-12):
+// a run may skip pages (Run.Mask), so that memory where stored and zero
+// pages alternate takes one run per 64 pages, not one per page.
 const (
-	FormatVersion = 4
+	FormatVersion = 5
 	OldestVersion = 1
 )
 

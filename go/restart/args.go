@@ -56,6 +56,16 @@ const areaLoader = 2
 // alone serves.
 func passedRuns(a *image.Area, loaderOnly bool) bool { return !loaderOnly || !lazyArea(a) }
 
+// stubRuns is the number of runs the stub gets for a: one per stretch of
+// stored pages (the stub knows no masks).
+func stubRuns(a *image.Area) uint64 {
+	n := uint64(0)
+	for _, r := range a.Runs {
+		n += r.StretchCount()
+	}
+	return n
+}
+
 func argsBlobSize(im *image.Image, loaderOnly bool) uint64 {
 	// Room for a passed descriptor per saved one (0-2 are not passed).
 	n := uint64(argsSize) + uint64(len(im.Areas))*areaSize + uint64(len(im.Files))*fdSize +
@@ -65,7 +75,7 @@ func argsBlobSize(im *image.Image, loaderOnly bool) uint64 {
 	}
 	for i := range im.Areas {
 		if passedRuns(&im.Areas[i], loaderOnly) {
-			n += uint64(len(im.Areas[i].Runs)) * runSize
+			n += stubRuns(&im.Areas[i]) * runSize
 		}
 	}
 	return n
@@ -120,7 +130,7 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	nruns := uint64(0)
 	for i := range im.Areas {
 		if passedRuns(&im.Areas[i], p.loaderOnly) {
-			nruns += uint64(len(im.Areas[i].Runs))
+			nruns += stubRuns(&im.Areas[i])
 		}
 	}
 	areasOff := uint64(argsSize)
@@ -164,7 +174,7 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 	first := uint64(0)
 	for i := range im.Areas {
 		a := &im.Areas[i]
-		flags, n := a.Flags, uint64(len(a.Runs))
+		flags, n := a.Flags, stubRuns(a)
 		if !passedRuns(a, p.loaderOnly) {
 			n = 0
 			if len(a.Runs) > 0 {
@@ -187,9 +197,11 @@ func encodeArgs(im *image.Image, p *plan, imageFD int, files []passedFD, regs []
 			continue
 		}
 		for _, r := range a.Runs {
-			w.u64(uint64(a.Start) + r.Page*image.PageSize)
-			w.u64(r.Len())
-			w.u64(r.FileOff)
+			for s := range r.Stretches() {
+				w.u64(uint64(a.Start) + s.Page*image.PageSize)
+				w.u64(s.Pages * image.PageSize)
+				w.u64(s.FileOff)
+			}
 		}
 	}
 	for _, f := range files {

@@ -288,16 +288,28 @@ func writeSaved(f *image.File, img io.ReaderAt) error {
 func copyRuns(fd int, f *image.File, img io.ReaderAt) error {
 	buf := make([]byte, 1<<20)
 	for _, r := range f.Runs {
-		for off := uint64(0); off < r.Len(); {
-			n := min(uint64(len(buf)), r.Len()-off)
-			if _, err := img.ReadAt(buf[:n], int64(r.FileOff+off)); err != nil {
+		for s := range r.Stretches() {
+			if err := copyStretch(fd, s, img, buf); err != nil {
 				return err
 			}
-			if _, err := unix.Pwrite(fd, buf[:n], int64(r.Page*image.PageSize+off)); err != nil {
-				return err
-			}
-			off += n
 		}
+	}
+	return nil
+}
+
+// copyStretch writes one stretch of a file's saved pages from the image
+// into fd, through buf.
+func copyStretch(fd int, s image.Stretch, img io.ReaderAt, buf []byte) error {
+	size := s.Pages * image.PageSize
+	for off := uint64(0); off < size; {
+		n := min(uint64(len(buf)), size-off)
+		if _, err := img.ReadAt(buf[:n], int64(s.FileOff+off)); err != nil {
+			return err
+		}
+		if _, err := unix.Pwrite(fd, buf[:n], int64(s.Page*image.PageSize+off)); err != nil {
+			return err
+		}
+		off += n
 	}
 	return nil
 }

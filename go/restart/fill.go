@@ -61,9 +61,11 @@ type filler struct {
 // fillCursor is the next run to fill: area and run.
 type fillCursor struct{ area, run int }
 
-// fillSeg is a run to fill: len bytes from file offset off go to addr.
+// fillSeg is a run to fill: len bytes from file offset off go to addr, or
+// with a mask (image.Run.Mask) to the pages it names from addr on.
 type fillSeg struct {
 	addr, off, len uint64
+	mask           uint64
 	crc            uint32
 	area           int
 }
@@ -263,7 +265,10 @@ func (f *filler) fillShort(buf []byte, segs []fillSeg, remote []unix.RemoteIovec
 		if f.verify && image.Checksum(buf[at:at+s.len]) != s.crc {
 			return 0, f.damaged(s)
 		}
-		remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr), Len: int(s.len)})
+		for st := range (image.Run{Mask: s.mask, Pages: s.len / image.PageSize}).Stretches() {
+			remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr + st.Page*image.PageSize),
+				Len: int(st.Pages * image.PageSize)})
+		}
 		at += s.len
 	}
 	return n, f.write(buf[:n], remote)
@@ -347,16 +352,16 @@ func (f *filler) next(segs []fillSeg) []fillSeg {
 			continue
 		}
 		r := &a.Runs[c.run]
-		if r.Len() > room && len(segs) > 0 {
+		if r.DataLen() > room && len(segs) > 0 {
 			break
 		}
 		segs = append(segs, fillSeg{addr: uint64(a.Start) + r.Page*image.PageSize, off: r.FileOff,
-			len: r.Len(), crc: r.CRC, area: c.area})
+			len: r.DataLen(), mask: r.Mask, crc: r.CRC, area: c.area})
 		c.run++
-		if r.Len() >= room {
+		if r.DataLen() >= room {
 			break
 		}
-		room -= r.Len()
+		room -= r.DataLen()
 	}
 	return segs
 }

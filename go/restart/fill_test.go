@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -14,7 +15,8 @@ import (
 )
 
 // fillCase is an image of two areas of this process's own memory (dst):
-// one of 300 one-page runs every other page, then a vDSO area (never
+// one of a page every other page, the first half in runs with masks, the
+// rest in 150 one-page runs, then a vDSO area (never
 // filled), then one with a run longer than fillChunk and a short one; its
 // data file; and what dst must hold once filled.
 func fillCase(t *testing.T) (im *image.Image, data int, dst, want []byte) {
@@ -44,6 +46,12 @@ func fillCase(t *testing.T) (im *image.Image, data int, dst, want []byte) {
 	add(&long, 550, 5)
 	vdso := image.Area{Start: 0x1000, End: 0x3000, Kind: image.KindVDSO,
 		Runs: []image.Run{{Page: 0, Pages: 1, FileOff: 0, CRC: 0}}}
+	masked := &image.Image{Areas: []image.Area{{Runs: small.Runs[:150]}}}
+	masked.PackRuns()
+	small.Runs = slices.Concat(masked.Areas[0].Runs, small.Runs[150:])
+	if small.Runs[0].Mask == 0 || len(small.Runs) != 5+150 {
+		t.Fatalf("packed into %d runs, the first %+v", len(small.Runs), small.Runs[0])
+	}
 	im = &image.Image{Areas: []image.Area{small, vdso, long}}
 	path := filepath.Join(t.TempDir(), "data")
 	if err := os.WriteFile(path, file, 0o600); err != nil {
@@ -83,7 +91,8 @@ func TestFillNext(t *testing.T) {
 			continue
 		}
 		for _, r := range a.Runs {
-			want = append(want, fillSeg{addr: uint64(a.Start) + r.Page*image.PageSize, off: r.FileOff, len: r.Len(), crc: r.CRC, area: i})
+			want = append(want, fillSeg{addr: uint64(a.Start) + r.Page*image.PageSize, off: r.FileOff,
+				len: r.DataLen(), mask: r.Mask, crc: r.CRC, area: i})
 		}
 	}
 	if len(got) != len(want) {
@@ -113,7 +122,7 @@ func TestFill(t *testing.T) {
 	}
 
 	r := im.Areas[2].Runs[0]
-	if _, err := unix.Pwrite(data, []byte{0x5a}, int64(r.FileOff+r.Len()-1)); err != nil {
+	if _, err := unix.Pwrite(data, []byte{0x5a}, int64(r.FileOff+r.DataLen()-1)); err != nil {
 		t.Fatal(err)
 	}
 	f = &filler{im: im, data: data, verify: true}

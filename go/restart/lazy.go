@@ -56,11 +56,6 @@ type runGroup struct {
 	runs  []image.Run
 }
 
-// runPiece is run r of an area at start as a piece, run number k.
-func runPiece(start uint64, r *image.Run, k int32) piece {
-	return piece{addr: start + r.Page*image.PageSize, len: r.Len(), off: r.FileOff, run: k, src: int32(r.Source)}
-}
-
 // run returns run number k.
 func (l *loader) run(k int32) *image.Run {
 	g := &l.groups[sort.Search(len(l.groups), func(i int) bool { return l.groups[i].first > k })-1]
@@ -212,28 +207,22 @@ func (l *loader) build(im *image.Image) error {
 			if int(r.Source) >= len(limits) {
 				return fmt.Errorf("%w: pages from parent %d, which is not there", image.ErrCorrupt, r.Source)
 			}
-			if end := r.FileOff + r.Len(); end > limits[r.Source] {
+			if end := r.FileOff + r.DataLen(); end > limits[r.Source] {
 				if r.Source == 0 {
 					return fmt.Errorf("%w: the image's data ends before offset %#x", image.ErrTruncated, end)
 				}
 				return fmt.Errorf("%w: pages at %#x of parent %q lie beyond its data",
 					image.ErrCorrupt, r.FileOff, l.names[r.Source-1])
 			}
-			n += splitCount(runPiece(uint64(a.Start), r, 0))
+			n += runPieceCount(uint64(a.Start), r)
 		}
 	}
 	ps := l.pieceMemory(n)
 	n = 0
 	for _, g := range l.groups {
 		for j := range g.runs {
-			p := runPiece(g.start, &g.runs[j], g.first+int32(j))
-			if p.addr%faultChunk+p.len <= faultChunk {
-				ps[n] = p // most are
-				n++
-			} else {
-				// In place: n counted every piece.
-				n += len(appendSplit(ps[n:n], p))
-			}
+			// In place: n counted every piece.
+			n += len(appendRunPieces(ps[n:n], g.start, &g.runs[j], g.first+int32(j)))
 		}
 	}
 	l.pend = &pending{ps: ps, left: len(ps), order: loadOrder(l.groups)}
@@ -265,7 +254,7 @@ func loadOrder(groups []runGroup) []span.Span {
 		last := &g.runs[len(g.runs)-1]
 		a := sized{Span: span.Span{Start: g.start + g.runs[0].Page*image.PageSize, End: g.start + (last.Page+last.Pages)*image.PageSize}}
 		for j := range g.runs {
-			a.bytes += g.runs[j].Len()
+			a.bytes += g.runs[j].DataLen()
 		}
 		areas = append(areas, a)
 	}
@@ -299,7 +288,16 @@ func (l *loader) pieceMemory(n int) []piece {
 }
 
 // bytes returns the data of piece p.
-func (l *loader) bytes(p piece) []byte { return l.data[p.src][p.off:][:p.len] }
+func (l *loader) bytes(p piece) []byte { return l.data[p.src][p.off:][:p.dataLen()] }
+
+// place copies the data of piece p into dst, which stands for the memory
+// from p.addr on, leaving the pages p skips alone.
+func (l *loader) place(dst []byte, p piece) {
+	data := l.bytes(p)
+	for s := range p.stretches() {
+		copy(dst[s.Page*image.PageSize:], data[s.FileOff-p.off:][:s.Pages*image.PageSize])
+	}
+}
 
 // parentData is what a loader serves an incremental image's parents from:
 // their data (a compressed parent unpacked into a memory file) and where
@@ -542,7 +540,7 @@ func (l *loader) serve(uffd int, pend *pending, staging []byte) {
 		}
 		// Answer the faults, oldest first; EAGAIN: events first.
 		for len(faults) > 0 {
-			err = l.fault(uffd, pend, faults[0])
+			err = l.fault(uffd, pend, faults[0], staging)
 			if errors.Is(err, errAgain) {
 				break
 			}
@@ -588,7 +586,7 @@ func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 // fault answers a fault at addr: the piece that holds it if it is still to
 // be loaded (at most faultChunk), else a zero page (a page the image does
 // not store, or one the program discarded).
-func (l *loader) fault(uffd int, pend *pending, addr uint64) error {
+func (l *loader) fault(uffd int, pend *pending, addr uint64, staging []byte) error {
 	i := pend.find(addr)
 	if i < 0 {
 		z := struct {
@@ -601,7 +599,7 @@ func (l *loader) fault(uffd int, pend *pending, addr uint64) error {
 		}
 		return l.settle(uffd, err, addr, image.PageSize)
 	}
-	return l.load(uffd, pend, i)
+	return l.load(uffd, pend, i, staging)
 }
 
 // loadNext loads the next pieces pending (pending.next): those that end
@@ -626,7 +624,7 @@ func (l *loader) loadNext(uffd int, pend *pending, staging []byte) error {
 		}
 	}
 	for k := i; k < j; k++ {
-		if err := l.load(uffd, pend, k); err != nil {
+		if err := l.load(uffd, pend, k, staging); err != nil {
 			return err
 		}
 	}
@@ -647,7 +645,7 @@ func (l *loader) loadWindow(uffd int, win []piece, staging []byte) error {
 		if err := l.check(p.run); err != nil {
 			return err
 		}
-		if k > 0 && (p.addr != win[k-1].end() || p.off != win[k-1].off+win[k-1].len || p.src != first.src) {
+		if !p.full() || k > 0 && (p.addr != win[k-1].end() || p.off != win[k-1].off+win[k-1].len || p.src != first.src) {
 			straight = false
 		}
 	}
@@ -658,7 +656,7 @@ func (l *loader) loadWindow(uffd int, win []piece, staging []byte) error {
 		src = staging[:last.end()-first.addr]
 		clear(src)
 		for _, p := range win {
-			copy(src[p.addr-first.addr:], l.bytes(p))
+			l.place(src[p.addr-first.addr:], p)
 		}
 	}
 	err := uffdCopy(uffd, first.addr, src)
@@ -675,7 +673,7 @@ func (l *loader) check(i int32) error {
 		return nil
 	}
 	r := l.run(i)
-	if image.Checksum(l.data[r.Source][r.FileOff:][:r.Len()]) != r.CRC {
+	if image.Checksum(l.data[r.Source][r.FileOff:][:r.DataLen()]) != r.CRC {
 		where := "the image's data"
 		if r.Source > 0 {
 			where = fmt.Sprintf("the data of parent %q", l.names[r.Source-1])
@@ -689,19 +687,33 @@ func (l *loader) check(i int32) error {
 	return nil
 }
 
-// load copies piece i of pend into place and marks it done.
-func (l *loader) load(uffd int, pend *pending, i int) error {
+// load copies piece i of pend into place and marks it done; a piece that
+// skips pages goes through staging, with zeros there.
+func (l *loader) load(uffd int, pend *pending, i int, staging []byte) error {
 	p := pend.ps[i]
 	if err := l.check(p.run); err != nil {
 		return err
 	}
 	src := l.bytes(p)
+	if !p.full() {
+		src = staging[:p.len]
+		clear(src)
+		l.place(src, p)
+	}
 	err := uffdCopy(uffd, p.addr, src)
-	for a := p.addr; errors.Is(err, unix.EEXIST) && a < p.end(); a += image.PageSize {
+	if errors.Is(err, unix.EEXIST) {
 		// Some page is there already (a zero page the program was
-		// given, say): load the others one by one.
-		if e := uffdCopy(uffd, a, src[a-p.addr:][:image.PageSize]); e != nil && !errors.Is(e, unix.EEXIST) {
-			err = e
+		// given, say): load the stored ones one by one, the others
+		// are zeros a fault can have.
+		data := l.bytes(p)
+		for st := range p.stretches() {
+			for k := range st.Pages {
+				a := p.addr + (st.Page+k)*image.PageSize
+				page := data[st.FileOff-p.off+k*image.PageSize:][:image.PageSize]
+				if e := uffdCopy(uffd, a, page); e != nil && !errors.Is(e, unix.EEXIST) {
+					err = e
+				}
+			}
 		}
 	}
 	if err = l.settle(uffd, err, p.addr, p.len); err != nil && !errors.Is(err, unix.ENOENT) {

@@ -2,6 +2,7 @@ package restart
 
 import (
 	"fmt"
+	"math/bits"
 	"sort"
 	"testing"
 
@@ -17,15 +18,33 @@ func TestPending(t *testing.T) {
 	model := func(s *pending) map[uint64]uint64 {
 		m := map[uint64]uint64{}
 		for _, p := range s.ps {
-			for a := p.addr; a < p.end(); a += P {
-				m[a] = p.off + (a - p.addr)
+			if p.len == 0 {
+				continue
+			}
+			for st := range p.stretches() {
+				for k := range st.Pages {
+					m[p.addr+(st.Page+k)*P] = st.FileOff + k*P
+				}
 			}
 		}
 		return m
 	}
-	// A piece of 20 pages crosses a faultChunk (16 page) boundary.
-	start := []piece{{addr: 0x10000, len: 4 * P, off: 0x1000}, {addr: 0x20000, len: 20 * P, off: 0x9000},
-		{addr: 0x40000, len: P, off: 0x2000}}
+	// Offset of the page at a in piece p, as loading places it.
+	dataOff := func(p piece, a uint64) uint64 {
+		k := (a - p.addr) / P
+		return p.off + uint64(bits.OnesCount16(p.mask&(1<<k-1)))*P
+	}
+	dropRange := func(m map[uint64]uint64, lo, hi uint64) {
+		for a := range m {
+			if a >= lo && a < hi {
+				delete(m, a)
+			}
+		}
+	}
+	// A run of 20 pages crosses a faultChunk (16 page) boundary; the last
+	// one skips pages and crosses three.
+	runs := []image.Run{{Page: 0x10, Pages: 4, FileOff: 0x1000}, {Page: 0x20, Pages: 20, FileOff: 0x9000},
+		{Page: 0x40, Pages: 1, FileOff: 0x2000}, {Page: 0x5e, Pages: 40, FileOff: 0x30000, Mask: 1<<39 | 0xf0f0a05}}
 	for _, test := range []struct {
 		desc string
 		op   func(*pending)
@@ -35,32 +54,16 @@ func TestPending(t *testing.T) {
 		{"drop inside a piece", func(s *pending) { s.drop(0x11000, 0x13000) },
 			func(m map[uint64]uint64) { delete(m, 0x11000); delete(m, 0x12000) }},
 		{"drop across pieces", func(s *pending) { s.drop(0x12000, 0x22000) },
-			func(m map[uint64]uint64) {
-				for a := range m {
-					if a >= 0x12000 && a < 0x22000 {
-						delete(m, a)
-					}
-				}
-			}},
+			func(m map[uint64]uint64) { dropRange(m, 0x12000, 0x22000) }},
 		{"drop the front", func(s *pending) { s.drop(0x10000, 0x10000+P) },
 			func(m map[uint64]uint64) { delete(m, 0x10000) }},
 		{"load the piece a fault hits", func(s *pending) { s.done(s.find(0x31000)) },
-			func(m map[uint64]uint64) {
-				for a := uint64(0x30000); a < 0x34000; a += P {
-					delete(m, a)
-				}
-			}},
+			func(m map[uint64]uint64) { dropRange(m, 0x30000, 0x34000) }},
 		{"load the first, then drop around it", func(s *pending) { s.done(s.first()); s.drop(0x13000, 0x21000) },
+			func(m map[uint64]uint64) { dropRange(m, 0, 0x21000) }},
+		{"remap part of a piece", func(s *pending) { s.remap(0x21000, 0xf0000, 2*P) },
 			func(m map[uint64]uint64) {
-				for a := range m {
-					if a < 0x21000 {
-						delete(m, a)
-					}
-				}
-			}},
-		{"remap part of a piece", func(s *pending) { s.remap(0x21000, 0x80000, 2*P) },
-			func(m map[uint64]uint64) {
-				m[0x80000], m[0x81000] = m[0x21000], m[0x22000]
+				m[0xf0000], m[0xf1000] = m[0x21000], m[0x22000]
 				delete(m, 0x21000)
 				delete(m, 0x22000)
 			}},
@@ -69,19 +72,36 @@ func TestPending(t *testing.T) {
 				m[0x10000] = m[0x40000]
 				delete(m, 0x40000)
 			}},
+		{"drop inside a piece that skips pages", func(s *pending) { s.drop(0x61000, 0x6a000) },
+			func(m map[uint64]uint64) { dropRange(m, 0x61000, 0x6a000) }},
+		{"drop all a piece stores, not all it spans", func(s *pending) { s.drop(0x70000, 0x76000) },
+			func(m map[uint64]uint64) { dropRange(m, 0x70000, 0x76000) }},
+		{"drop the front and back of pieces that skip pages", func(s *pending) { s.drop(0x5f000, 0x62000); s.drop(0x6d000, 0x72000) },
+			func(m map[uint64]uint64) { dropRange(m, 0x5f000, 0x62000); dropRange(m, 0x6d000, 0x72000) }},
+		{"remap part of a piece that skips pages", func(s *pending) { s.remap(0x62000, 0xa0000, 3*P) },
+			func(m map[uint64]uint64) {
+				for a := uint64(0x62000); a < 0x65000; a += P {
+					if off, ok := m[a]; ok {
+						m[a-0x62000+0xa0000] = off
+						delete(m, a)
+					}
+				}
+			}},
 	} {
 		t.Run(test.desc, func(t *testing.T) {
 			var ps []piece
-			for _, p := range start {
-				ps = appendSplit(ps, p)
-			}
-			s := &pending{ps: ps, left: len(ps)}
-			for _, p := range s.ps {
-				if p.len > faultChunk || p.addr/faultChunk != (p.end()-1)/faultChunk {
-					t.Fatalf("piece %+v crosses a fault chunk", p)
+			for k := range runs {
+				n := len(ps)
+				ps = appendRunPieces(ps, 0, &runs[k], int32(k))
+				if got := runPieceCount(0, &runs[k]); got != len(ps)-n {
+					t.Fatalf("run %d: runPieceCount %d, appended %d", k, got, len(ps)-n)
 				}
 			}
+			s := &pending{ps: ps, left: len(ps)}
 			want := model(s)
+			if len(want) != 4+20+1+13 {
+				t.Fatalf("%d pages pending to begin with", len(want))
+			}
 			test.op(s)
 			test.want(want)
 			if fmt.Sprint(model(s)) != fmt.Sprint(want) {
@@ -92,15 +112,20 @@ func TestPending(t *testing.T) {
 				if i > 0 && s.ps[i-1].end() > p.addr {
 					t.Fatalf("pieces out of order: %+v", s.ps)
 				}
-				if p.len != 0 {
-					live++
+				if p.len == 0 {
+					continue
+				}
+				live++
+				if p.len > faultChunk || p.addr/faultChunk != (p.end()-1)/faultChunk ||
+					p.mask == 0 || uint64(p.mask)>>(p.len/P) != 0 {
+					t.Errorf("piece %+v crosses a fault chunk or has a bad mask", p)
 				}
 			}
 			if live != s.left {
 				t.Errorf("%d pieces left, counted %d", s.left, live)
 			}
 			for a, off := range want {
-				if i := s.find(a); i < 0 || s.ps[i].off+(a-s.ps[i].addr) != off {
+				if i := s.find(a); i < 0 || dataOff(s.ps[i], a) != off {
 					t.Errorf("find(%#x) = %d", a, i)
 				}
 			}
@@ -135,7 +160,7 @@ func TestLoadOrder(t *testing.T) {
 	var ps []piece
 	for _, g := range groups {
 		for j := range g.runs {
-			ps = appendSplit(ps, runPiece(g.start, &g.runs[j], g.first+int32(j)))
+			ps = appendRunPieces(ps, g.start, &g.runs[j], g.first+int32(j))
 		}
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].addr < ps[j].addr })

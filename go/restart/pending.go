@@ -1,31 +1,70 @@
 package restart
 
 import (
+	"iter"
+	"math/bits"
 	"slices"
 	"sort"
 
+	"github.com/ckpt/ckpt/go/image"
 	"github.com/ckpt/ckpt/go/span"
 )
 
-// piece is a stretch of pages still to load: len bytes at addr in the
-// program, from off in the data of source src (the run's Source: 0 the
-// image, k its parent k).
+// piece is pages still to load: of the len bytes at addr in the program,
+// the pages mask names (bit i: the page at addr+i*PageSize), whose data
+// lies back to back from off in the data of source src (the run's Source:
+// 0 the image, k its parent k).  The pages between are zeros: the run
+// skips them (image.Run.Mask).  A piece holds at most faultChunk bytes.
 type piece struct {
 	addr, len, off uint64
 	run            int32 // its run's number (loader.run)
-	src            int32
+	src            int16
+	mask           uint16 // never 0 in a piece not done
 }
 
+// The mask has a bit per page of a fault chunk.
+var _ = [1]struct{}{}[faultChunk/image.PageSize-16]
+
 func (p *piece) end() uint64 { return p.addr + p.len }
+
+// full reports whether every page of p is stored.
+func (p *piece) full() bool { return uint64(p.mask) == 1<<(p.len/image.PageSize)-1 }
+
+// dataLen is the number of bytes of data p loads.
+func (p *piece) dataLen() uint64 { return uint64(bits.OnesCount16(p.mask)) * image.PageSize }
+
+// stretches yields p's stretches of stored pages, counted from addr.
+func (p *piece) stretches() iter.Seq[image.Stretch] {
+	return image.Run{Pages: p.len / image.PageSize, FileOff: p.off, Mask: uint64(p.mask)}.Stretches()
+}
+
+// from returns the part of p from addr (inside it) on; its mask is 0 if
+// none of those pages is stored.
+func (p piece) from(addr uint64) piece {
+	k := (addr - p.addr) / image.PageSize
+	p.off += uint64(bits.OnesCount16(p.mask&(1<<k-1))) * image.PageSize
+	p.mask >>= k
+	p.addr, p.len = addr, p.end()-addr
+	return p
+}
+
+// before returns the part of p before addr (inside it); its mask is 0 if
+// none of those pages is stored.
+func (p piece) before(addr uint64) piece {
+	k := (addr - p.addr) / image.PageSize
+	p.mask &= 1<<k - 1
+	p.len = addr - p.addr
+	return p
+}
 
 // pending is what a loader still has to load into one process.  Its pieces
 // are sorted by address and none is longer than faultChunk (runs are split
 // at faultChunk boundaries), so that a fault loads one whole piece and a
 // loaded piece is only marked done (its len set to 0), without moving the
-// others.  An image with every other page zero has 262,144 pieces per
-// 2 GiB; the first version cut the list and copied its tail (up to 8 MiB)
-// at every fault.  Only the program's own changes to its memory map (rare)
-// split pieces or rebuild the list.
+// others.  An image with every other page zero has 32,768 pieces per 2 GiB
+// (262,144 before runs had masks); the first version cut the list and
+// copied its tail (up to 8 MiB) at every fault.  Only the program's own
+// changes to its memory map (rare) split pieces or rebuild the list.
 type pending struct {
 	ps   []piece // sorted by addr; len 0: done
 	head int     // ps[:head] are all done
@@ -37,18 +76,40 @@ type pending struct {
 	at    uint64
 }
 
-// splitCount is the number of pieces appendSplit cuts p into.
-func splitCount(p piece) int { return int((p.end()-1)/faultChunk-p.addr/faultChunk) + 1 }
-
-// appendSplit appends p to ps cut at faultChunk boundaries.
-func appendSplit(ps []piece, p piece) []piece {
-	for p.len > 0 {
-		q := p
-		q.len = min(p.len, (p.addr/faultChunk+1)*faultChunk-p.addr)
-		ps = append(ps, q)
-		p.addr, p.off, p.len = p.addr+q.len, p.off+q.len, p.len-q.len
+// appendRunPieces appends the pieces of run r (number k) of an area at
+// start to ps: cut at faultChunk boundaries, each trimmed to its first and
+// last stored page, none without one.
+func appendRunPieces(ps []piece, start uint64, r *image.Run, k int32) []piece {
+	const P = image.PageSize
+	off := r.FileOff
+	for i := uint64(0); i < r.Pages; {
+		addr := start + (r.Page+i)*P
+		n := min(r.Pages-i, (faultChunk-addr%faultChunk)/P) // pages to the chunk's end
+		m := uint64(1)<<n - 1                                // a dense run's
+		if r.Mask != 0 {
+			m = r.Mask >> i & (1<<n - 1)
+		}
+		i += n
+		if m == 0 {
+			continue
+		}
+		skip := uint64(bits.TrailingZeros64(m))
+		m >>= skip
+		p := piece{addr: addr + skip*P, len: uint64(bits.Len64(m)) * P, off: off, run: k, src: int16(r.Source), mask: uint16(m)}
+		ps = append(ps, p)
+		off += p.dataLen()
 	}
 	return ps
+}
+
+// runPieceCount is the number of pieces appendRunPieces appends for r.
+func runPieceCount(start uint64, r *image.Run) int {
+	var buf [image.MaxMaskPages*image.PageSize/faultChunk + 1]piece
+	if r.Mask != 0 {
+		return len(appendRunPieces(buf[:0], start, r, 0))
+	}
+	addr := start + r.Page*image.PageSize
+	return int((addr+r.MemLen()-1)/faultChunk-addr/faultChunk) + 1
 }
 
 func (s *pending) empty() bool { return s.left == 0 }
@@ -114,13 +175,12 @@ func (s *pending) drop(start, end uint64) {
 		case start <= p.addr && p.end() <= end:
 			s.done(i)
 		case start <= p.addr: // its front
-			d := end - p.addr
-			p.addr, p.off, p.len = end, p.off+d, p.len-d
+			s.set(i, p.from(end))
 		case p.end() <= end: // its back
-			p.len = start - p.addr
+			s.set(i, p.before(start))
 		default: // its middle: the back becomes a piece of its own
 			s.cut(end)
-			s.ps[i].len = start - s.ps[i].addr
+			s.set(i, s.ps[i].before(start))
 			return
 		}
 	}
@@ -152,12 +212,22 @@ func (s *pending) cut(addr uint64) {
 	if i < 0 || s.ps[i].addr == addr {
 		return
 	}
-	p := &s.ps[i]
-	tail := *p
-	tail.addr, tail.off, tail.len = addr, p.off+(addr-p.addr), p.end()-addr
-	p.len = addr - p.addr
-	s.ps = slices.Insert(s.ps, i+1, tail)
-	s.left++
+	p := s.ps[i]
+	if tail := p.from(addr); tail.mask != 0 {
+		s.ps = slices.Insert(s.ps, i+1, tail)
+		s.left++
+	}
+	s.set(i, p.before(addr))
+}
+
+// set replaces piece i, which is not done, with p, a part of it: done if
+// p has no page stored.
+func (s *pending) set(i int, p piece) {
+	if p.mask == 0 {
+		s.done(i)
+		return
+	}
+	s.ps[i] = p
 }
 
 // clone returns the pieces not done as a set of their own (a forked child's).
