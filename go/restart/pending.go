@@ -85,7 +85,7 @@ func appendRunPieces(ps []piece, start uint64, r *image.Run, k int32) []piece {
 	for i := uint64(0); i < r.Pages; {
 		addr := start + (r.Page+i)*P
 		n := min(r.Pages-i, (faultChunk-addr%faultChunk)/P) // pages to the chunk's end
-		m := uint64(1)<<n - 1                                // a dense run's
+		m := uint64(1)<<n - 1                               // a dense run's
 		if r.Mask != 0 {
 			m = r.Mask >> i & (1<<n - 1)
 		}
