@@ -9,6 +9,8 @@
 #   - the newest incremental image restarts where it was taken and the
 #     program's check of all its memory passes; so does each parent;
 #   - with --lazy the chain is loaded from the parents where they are;
+#   - inspect shows the chain, and the half-zero heap in runs that skip
+#     its zero pages;
 #   - ckpt verify checks the parents' pages; a parent with damaged pages, a
 #     missing one, or another image in its place makes verify and restart
 #     refuse the image (exit 2, naming the parent) without running anything.
@@ -54,6 +56,11 @@ d = json.load(open(sys.argv[1]))
 names = sorted(p["name"] for p in d["parents"])
 if names != sorted(sys.argv[2:]) or not all(p["bytes"] > 0 for p in d["parents"]):
     sys.exit(f"parents {d['parents']}, want {sys.argv[2:]}")
+# Every other page of the heap is zero: its runs skip them (format 5), a
+# run per 64 pages but where a page of this image's own cuts a parent's.
+heap = max(d["areas"], key=lambda a: a["stored_bytes"])
+if heap["runs"] * 4 > heap["stored_bytes"] // 4096:
+    sys.exit(f"the heap's {heap['stored_bytes']} bytes take {heap['runs']} runs")
 PY
 "$ckpt" verify inc3.ckpt >/dev/null || fail "verify refused the incremental image"
 

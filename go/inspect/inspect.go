@@ -164,6 +164,7 @@ type Area struct {
 	Name   string `json:"name"`
 	Kind   string `json:"kind"`
 	Stored uint64 `json:"stored_bytes"`
+	Runs   int    `json:"runs"` // image.Run records that hold them
 }
 
 // JSON writes the image as one JSON document.
@@ -192,7 +193,7 @@ func JSON(w io.Writer, path string, im *image.Image, h *image.Header) error {
 		a := &im.Areas[i]
 		d.Areas = append(d.Areas, Area{Start: fmt.Sprintf("%#x", a.Start), End: fmt.Sprintf("%#x", a.End),
 			Perms: a.PermString(), Offset: a.Offset, Dev: fmt.Sprintf("%02x:%02x", a.Major, a.Minor),
-			Inode: a.Inode, Name: a.Name, Kind: a.Kind.String(), Stored: a.StoredBytes()})
+			Inode: a.Inode, Name: a.Name, Kind: a.Kind.String(), Stored: a.StoredBytes(), Runs: len(a.Runs)})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
