@@ -22,8 +22,8 @@ type piece struct {
 	mask           uint16 // never 0 in a piece not done
 }
 
-// The mask has a bit per page of a fault chunk.
-var _ = [1]struct{}{}[faultChunk/image.PageSize-16]
+// The mask has a bit for each page of a fault chunk.
+var _ = [17]struct{}{}[faultChunk/image.PageSize]
 
 func (p *piece) end() uint64 { return p.addr + p.len }
 
