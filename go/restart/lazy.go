@@ -44,11 +44,11 @@ import (
 
 // Faults wait while a background copy is under way, and a copy into fresh
 // memory costs a page allocation per 4 KiB (about 10 us each on this VM).
-// Copies of 1 MiB kept a restored 2 GiB
-// bigheap's first faults waiting: it printed its first line 3-5 ms later
-// (--lazy, medians of 20) than with 256 KiB copies, while loading all of
-// its memory took the same 1.1-1.4 s with copies of 64 KiB to 1 MiB.  A
-// fault loads 64 KiB: 16 KiB meant more faults, 6 ms later.
+// With copies of 1 MiB, a restored 2 GiB half-zero bigheap printed its
+// first line 3-8 ms later than with copies of 256 KiB (medians of 10-20,
+// --lazy and default), while loading all of its memory took the same
+// 1.1-1.4 s with copies of 64 KiB to 1 MiB.  A fault loads 64 KiB: with
+// 16 KiB the program faulted more often and ran 6 ms later.
 const (
 	faultChunk = 64 << 10  // loaded around a faulting page
 	loadChunk  = 256 << 10 // loaded at a time in the background
