@@ -119,7 +119,7 @@ struct ck_restore_args {
 	uint64_t nfds;
 	uint64_t fds_off;
 	int32_t pid;		/* the process's PID: its first thread's TID */
-	uint32_t pid_ns_init;	/* 1: we are PID 1 of a new PID namespace */
+	uint32_t pid_ns_init;	/* 1: make new namespaces, run as their PID 1 */
 	uint64_t nthreads;	/* all threads, the one with TID pid included */
 	uint64_t threads_off;	/* struct ck_restore_thread[nthreads] */
 	uint64_t stacks_addr;	/* CK_THREAD_STACK bytes per thread */

@@ -398,10 +398,10 @@ func checkHost(im *image.Image) error {
 
 // Run restores the image at path and waits for the restored program.  The
 // program runs in new user, PID and mount namespaces, with its original PID
-// and thread IDs: the restore stub runs as the namespace's PID 1, forks the
-// program with its PID and forwards signals to it.  Run forwards signals it
-// receives to the stub, and returns the program's exit status (128+N if a
-// signal N killed it).
+// and thread IDs: the restore stub makes the namespaces and forks their
+// PID 1, which forks the program with its PID; each forwards signals to its
+// child.  Run forwards signals it receives to the stub, and returns the
+// program's exit status (128+N if a signal N killed it).
 func Run(path string, o *Options) (int, error) {
 	relay := relaySignals()
 	defer relay.close()
@@ -525,16 +525,12 @@ func Run(path string, o *Options) (int, error) {
 	// Pdeathsig (below) fires when the thread that started the stub
 	// ends; Go ends a thread only when a goroutine locked to it returns.
 	runtime.LockOSThread()
+	// The stub makes the user, PID and mount namespaces itself
+	// (linker/stub.c, ck_enter_namespaces): Go would fork without vfork
+	// to make them here.
 	proc, err := os.StartProcess("/proc/self/fd/"+strconv.Itoa(stubAt),
 		[]string{"ckpt-restore", strconv.Itoa(argsAt)},
 		&os.ProcAttr{Files: attrFiles, Env: []string{}, Sys: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
-			// Root inside: the stub needs CAP_SYS_ADMIN there to mount
-			// /proc and choose PIDs.
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-			GidMappingsEnableSetgroups: false,
-			Setpgid:                    false,
 			// If restart dies, so does everything it restored: a
 			// program still being loaded (lazy.go) would otherwise
 			// read zeros where its pages are missing.
@@ -544,8 +540,7 @@ func Run(path string, o *Options) (int, error) {
 		attrFiles[at].Close()
 	}
 	if err != nil {
-		return 0, fmt.Errorf("creating user, PID and mount namespaces for the restored process "+
-			"(user namespaces may be disabled: see /proc/sys/user/max_user_namespaces): %w", err)
+		return 0, fmt.Errorf("starting the restore stub: %w", err)
 	}
 	phase("the stub is started")
 	if fl != nil {
@@ -562,7 +557,7 @@ func Run(path string, o *Options) (int, error) {
 		forward(sig)
 	}
 	if lz != nil {
-		lz.setKill(func() { proc.Kill() }) // the namespace's init: everything in it dies
+		lz.setKill(func() { proc.Kill() }) // the namespace's init dies with it, and everything in it
 		lz.start()
 	}
 	if o.Started != nil {
@@ -630,10 +625,9 @@ func checkRest(fd int, im *image.Image, lz *loader, fl *filler, o *Options) erro
 	return image.VerifyData(fdReader(fd), check, progress)
 }
 
-// waitSignalTaken waits until the stub, the new PID namespace's init,
-// blocks or catches sig, as it does from its first instruction on: until
-// then the kernel drops sig sent to it (an init's signals with the
-// default action are ignored), and a checkpoint request kept for the
+// waitSignalTaken waits until the stub blocks or catches sig, as it does
+// from its first instruction on: until then sig sent to it has its default
+// action (SIGUSR2 would end it), and a checkpoint request kept for the
 // program would be lost.  It gives up after two seconds.
 func waitSignalTaken(pid int, sig syscall.Signal) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
@@ -655,9 +649,19 @@ func waitSignalTaken(pid int, sig syscall.Signal) {
 	}
 }
 
-// leaderPID finds the restored program: the only child of the stub's init.
-func leaderPID(initPID int) (int, error) {
-	path := fmt.Sprintf("/proc/%d/task/%d/children", initPID, initPID)
+// leaderPID finds the restored program: the only child of the only child
+// of the stub (the new PID namespace's init).
+func leaderPID(stubPID int) (int, error) {
+	initPID, err := onlyChild(stubPID)
+	if err != nil {
+		return 0, err
+	}
+	return onlyChild(initPID)
+}
+
+// onlyChild waits for process pid to have a child and returns it.
+func onlyChild(pid int) (int, error) {
+	path := fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
 	for i := 0; i < 500; i++ {
 		b, err := os.ReadFile(path)
 		if err != nil {
