@@ -9,6 +9,7 @@
 # the restored process's image): restart must write the pages into the new
 # process itself (go/restart/fill.go), and the program must go on from the
 # checkpoint with its memory intact (it checks a checksum of it every tick).
+# Where no user namespace can be made, restart fails with one line.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
 
@@ -63,4 +64,14 @@ for gen in 1 2; do
 	{ wait "$rpid"; } 2>/dev/null || true
 	img=$(image_in "gen$gen.err")
 done
-echo "PASS: checkpointed and restarted twice as $("${as_user[@]}" id -un), memory written by restart"
+
+# Where no user namespace can be made (a limit of 0, set inside one of our
+# own), restart fails before the program runs: exit 1, one line saying why.
+rc=0
+"${as_user[@]}" unshare -Ur sh -c 'echo 0 >/proc/sys/user/max_user_namespaces && exec "$0" "$1"' "$work/restart" "$img" \
+	>nons.out 2>nons.err || rc=$?
+((rc == 1)) || fail "restart without user namespaces exited $rc, want 1: $(cat nons.err)"
+[[ $(wc -l <nons.err) == 1 ]] && grep -q "user namespaces may be disabled" nons.err ||
+	fail "restart without user namespaces said: $(cat nons.err)"
+grep -q . nons.out && fail "restart without user namespaces ran the program"
+echo "PASS: checkpointed and restarted twice as $("${as_user[@]}" id -un), memory written by restart; refused without user namespaces"
