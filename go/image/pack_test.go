@@ -112,13 +112,16 @@ func packed(t *testing.T, n uint64, stored func(i uint64) []byte, perSegment boo
 
 func pageOf(i uint64) []byte { return bytes.Repeat([]byte{byte(i*7 + 1)}, PageSize) }
 
+// evenPages stores every other page, from page 0.
+func evenPages(i uint64) []byte {
+	if i%2 == 0 {
+		return pageOf(i)
+	}
+	return nil
+}
+
 func TestPackEveryOtherPage(t *testing.T) {
-	im := packed(t, 1000, func(i uint64) []byte {
-		if i%2 == 0 {
-			return pageOf(i)
-		}
-		return nil
-	}, false)
+	im := packed(t, 1000, evenPages, false)
 	// 500 one-page runs become one run per 64 pages (63 spanned: the
 	// last page of each is stored).
 	rs := im.Areas[0].Runs
@@ -166,12 +169,7 @@ func TestPackMixed(t *testing.T) {
 }
 
 func TestPackKeepsSegmentsApart(t *testing.T) {
-	im := packed(t, 100, func(i uint64) []byte {
-		if i%2 == 0 {
-			return pageOf(i)
-		}
-		return nil
-	}, true)
+	im := packed(t, 100, evenPages, true)
 	if n := len(im.Areas[0].Runs); n != 50 {
 		t.Errorf("%d runs, want 50: one per segment", n)
 	}
