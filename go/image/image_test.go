@@ -373,10 +373,10 @@ func TestCompressedDamage(t *testing.T) {
 	}
 }
 
-// Format 1 and 2 images (no segments section, no IDs and sources) still
-// read.
+// Images of formats 1 to 4 (no segments section, no IDs and sources, no
+// masks) still read.
 func TestReadsOlderVersions(t *testing.T) {
-	for _, version := range []uint32{1, 2} {
+	for _, version := range []uint32{1, 2, 3, 4} {
 		want, b := sample(t)
 		want.Areas = want.Areas[:3] // a run with a mask needs format 5
 		h, err := DecodeHeader(b)
