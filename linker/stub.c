@@ -219,25 +219,31 @@ static void ck_write_str(const char *s)
 	ck_sys(SYS_write, 2, s, ck_strlen(s), 0, 0, 0);
 }
 
+/* ck_decimal writes v in decimal just before end and returns where it
+ * starts (at most 20 digits). */
+static char *ck_decimal(char *end, unsigned long v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return end;
+}
+
 /* ck_fail reports a failed step with the kernel's return code and exits. */
 static void __attribute__((noreturn)) ck_fail(const char *what, long rc)
 {
-	char num[24];
-	int i = sizeof(num);
-	unsigned long v = rc < 0 ? (unsigned long)-rc : (unsigned long)rc;
+	char num[24] = {0};
+	char *p;
 
-	num[--i] = 0;
-	num[--i] = '\n';
-	do {
-		num[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v && i > 1);
+	num[sizeof(num) - 2] = '\n';
+	p = ck_decimal(num + sizeof(num) - 2, rc < 0 ? (unsigned long)-rc : (unsigned long)rc);
 	if (rc < 0)
-		num[--i] = '-';
+		*--p = '-';
 	ck_write_str("ckpt-restore: ");
 	ck_write_str(what);
 	ck_write_str(": ");
-	ck_write_str(num + i);
+	ck_write_str(p);
 	ck_sys(SYS_exit_group, 1, 0, 0, 0, 0, 0);
 	__builtin_unreachable();
 }
@@ -865,18 +871,14 @@ static void ck_write_file(const char *path, const char *s)
 /* ck_write_id_map maps ID 0 inside to id outside ("0 ID 1"). */
 static void ck_write_id_map(const char *path, unsigned long id)
 {
-	char line[32] = "0 ", num[24];
-	int i = sizeof(num), j = 2;
+	char line[32] = {0};
+	char *p;
 
-	num[--i] = 0;
-	do {
-		num[--i] = (char)('0' + id % 10);
-		id /= 10;
-	} while (id && i > 0);
-	while (num[i])
-		line[j++] = num[i++];
-	memcpy(line + j, " 1\n", 4);
-	ck_write_file(path, line);
+	memcpy(line + sizeof(line) - 4, " 1\n", 3);
+	p = ck_decimal(line + sizeof(line) - 4, id);
+	*--p = ' ';
+	*--p = '0';
+	ck_write_file(path, p);
 }
 
 /* ck_enter_namespaces creates the user, mount and PID namespaces the
