@@ -547,7 +547,7 @@ func (l *loader) serve(uffd int, pend *pending, staging []byte) {
 		}
 		// Answer the faults, oldest first; EAGAIN: events first.
 		for len(faults) > 0 {
-			err = l.fault(uffd, pend, faults[0], staging)
+			lo, hi, err := l.fault(uffd, pend, faults[0], staging)
 			if errors.Is(err, errAgain) {
 				break
 			}
@@ -555,7 +555,7 @@ func (l *loader) serve(uffd int, pend *pending, staging []byte) {
 				why = err
 				return
 			}
-			faults = faults[1:]
+			faults = dropAnswered(faults[1:], lo, hi)
 		}
 	}
 }
@@ -592,8 +592,9 @@ func (l *loader) event(m []byte, pend *pending, faults []uint64) []uint64 {
 
 // fault answers a fault at addr: the piece that holds it if it is still to
 // be loaded (at most faultChunk), else a zero page (a page the image does
-// not store, or one the program discarded).
-func (l *loader) fault(uffd int, pend *pending, addr uint64, staging []byte) error {
+// not store, or one the program discarded).  It returns the range it
+// answered: every thread waiting for a page in it has been woken.
+func (l *loader) fault(uffd int, pend *pending, addr uint64, staging []byte) (lo, hi uint64, err error) {
 	i := pend.find(addr)
 	if i < 0 {
 		z := struct {
@@ -604,9 +605,26 @@ func (l *loader) fault(uffd int, pend *pending, addr uint64, staging []byte) err
 		if debugLazy {
 			debugf("lazy: zero page %#x: %v", addr, err)
 		}
-		return l.settle(uffd, err, addr, image.PageSize)
+		return addr, addr + image.PageSize, l.settle(uffd, err, addr, image.PageSize)
 	}
-	return l.load(uffd, pend, i, staging)
+	p := pend.ps[i]
+	return p.addr, p.end(), l.load(uffd, pend, i, staging)
+}
+
+// dropAnswered removes from faults, read before an answer for [lo, hi)
+// that woke their threads, those in that range: they need no answer of
+// their own.  Threads of a program often fault on the same page at once
+// (a lock, a shared counter), and each of those answers, a zero-page
+// ioctl that finds the page there and a wake, took 0.1-0.5 ms on a busy
+// machine while the program's threads ran.
+func dropAnswered(faults []uint64, lo, hi uint64) []uint64 {
+	kept := faults[:0]
+	for _, a := range faults {
+		if a < lo || a >= hi {
+			kept = append(kept, a)
+		}
+	}
+	return kept
 }
 
 // loadNext loads the next pieces pending (pending.next): those that end

@@ -181,3 +181,17 @@ func TestLoadOrder(t *testing.T) {
 		t.Errorf("loaded %#x, want %#x", got, want)
 	}
 }
+
+// Faults read before an answer that woke their threads need none of
+// their own; the others keep their order.
+func TestDropAnswered(t *testing.T) {
+	faults := []uint64{0x5000, 0x1000, 0x3000, 0x4000, 0x2000, 0x1000, 0x6000}
+	got := dropAnswered(faults, 0x2000, 0x5000)
+	want := []uint64{0x5000, 0x1000, 0x1000, 0x6000}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dropAnswered = %#x, want %#x", got, want)
+	}
+	if got := dropAnswered(nil, 0, 0x1000); len(got) != 0 {
+		t.Errorf("dropAnswered(nil) = %#x", got)
+	}
+}
