@@ -300,13 +300,23 @@ type Stretch struct{ Page, Pages, FileOff uint64 }
 // Stretches yields the stretches of consecutive stored pages of the run, in
 // order: the run itself without a Mask.
 func (r Run) Stretches() iter.Seq[Stretch] {
+	if r.Mask == 0 {
+		return func(yield func(Stretch) bool) { yield(Stretch{r.Page, r.Pages, r.FileOff}) }
+	}
+	return maskStretches(r.Mask, r.Page, r.FileOff)
+}
+
+// MaskStretches yields the stretches of the pages a mask names (bit i: page
+// i, as in Run.Mask), their data back to back from fileOff: for parts of
+// runs kept without their Run.  A zero mask names no page.
+func MaskStretches(mask, fileOff uint64) iter.Seq[Stretch] {
+	return maskStretches(mask, 0, fileOff)
+}
+
+func maskStretches(mask, page, fileOff uint64) iter.Seq[Stretch] {
 	return func(yield func(Stretch) bool) {
-		if r.Mask == 0 {
-			yield(Stretch{r.Page, r.Pages, r.FileOff})
-			return
-		}
-		off := r.FileOff
-		for m, at := r.Mask, r.Page; m != 0; {
+		off := fileOff
+		for m, at := mask, page; m != 0; {
 			skip := uint64(bits.TrailingZeros64(m))
 			m >>= skip
 			n := uint64(bits.TrailingZeros64(^m)) // 64 when every bit left is set

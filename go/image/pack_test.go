@@ -27,6 +27,19 @@ func TestStretches(t *testing.T) {
 		if n := test.r.StoredPages(); n*PageSize != test.r.DataLen() {
 			t.Errorf("%+v: %d pages stored but %d bytes", test.r, n, test.r.DataLen())
 		}
+		// The same stretches from the mask alone, counted from 0.
+		if test.r.Mask != 0 {
+			var got []Stretch
+			for st := range MaskStretches(test.r.Mask, test.r.FileOff) {
+				got = append(got, Stretch{st.Page + test.r.Page, st.Pages, st.FileOff})
+			}
+			if !slices.Equal(got, test.want) {
+				t.Errorf("MaskStretches(%#b, %#x): got %v, want %v", test.r.Mask, test.r.FileOff, got, test.want)
+			}
+		}
+	}
+	if got := slices.Collect(MaskStretches(0, 0)); len(got) != 0 {
+		t.Errorf("MaskStretches(0, 0) = %v", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package restart
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"runtime"
 	"sync"
@@ -68,6 +69,14 @@ type fillSeg struct {
 	mask           uint64
 	crc            uint32
 	area           int
+}
+
+// stretches yields the stretches of s's stored pages, counted from addr.
+func (s fillSeg) stretches() iter.Seq[image.Stretch] {
+	if s.mask == 0 {
+		return func(yield func(image.Stretch) bool) { yield(image.Stretch{Pages: s.len / image.PageSize}) }
+	}
+	return image.MaskStretches(s.mask, 0)
 }
 
 // writeError is a failure to write into the restored process (as opposed
@@ -265,7 +274,7 @@ func (f *filler) fillShort(buf []byte, segs []fillSeg, remote []unix.RemoteIovec
 		if f.verify && image.Checksum(buf[at:at+s.len]) != s.crc {
 			return 0, f.damaged(s)
 		}
-		for st := range (image.Run{Mask: s.mask, Pages: s.len / image.PageSize}).Stretches() {
+		for st := range s.stretches() {
 			remote = append(remote, unix.RemoteIovec{Base: uintptr(s.addr + st.Page*image.PageSize),
 				Len: int(st.Pages * image.PageSize)})
 		}

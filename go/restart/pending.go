@@ -35,7 +35,7 @@ func (p *piece) dataLen() uint64 { return uint64(bits.OnesCount16(p.mask)) * ima
 
 // stretches yields p's stretches of stored pages, counted from addr.
 func (p *piece) stretches() iter.Seq[image.Stretch] {
-	return image.Run{Pages: p.len / image.PageSize, FileOff: p.off, Mask: uint64(p.mask)}.Stretches()
+	return image.MaskStretches(uint64(p.mask), p.off)
 }
 
 // from returns the part of p from addr (inside it) on; its mask is 0 if
