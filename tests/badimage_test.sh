@@ -133,6 +133,22 @@ timeout 20 "$restart" --lazy "$work/lazy.ckpt" >lazy.out 2>lazy.err || rc=$?
 ((rc == 2)) || fail "restart --lazy of a damaged image exited $rc, want 2: $(cat lazy.err)"
 grep -q "checksum mismatch" lazy.err && grep -qF "\"$work/lazy.ckpt\"" lazy.err ||
 	fail "restart --lazy said $(cat lazy.err)"
+# An image cut short while --lazy still loads it: the program runs on
+# answered faults (the background load held back), the file is cut under
+# it, and the next read past the cut kills the program: exit 2, naming the
+# file.
+cp "$work/plain.ckpt" loading.ckpt
+CKPT_LAZY_HOLD_MS=2000 timeout 20 "$restart" --lazy "$work/loading.ckpt" >loading.out 2>loading.err &
+cpid=$!
+pids+=("$cpid")
+for _ in $(seq 600); do grep -q . loading.out && break; sleep 0.05; done
+grep -q . loading.out || fail "restart --lazy did not run the program: $(cat loading.err)"
+truncate -s 8192 loading.ckpt
+rc=0
+wait "$cpid" || rc=$?
+((rc == 2)) || fail "restart --lazy of an image cut while loading exited $rc, want 2: $(cat loading.err)"
+grep -q "cut short" loading.err && grep -qF "\"$work/loading.ckpt\"" loading.err ||
+	fail "restart --lazy of an image cut while loading said $(cat loading.err)"
 # Where restart may not write into the new process, it checks the image
 # before the stub copies it.
 rc=0
@@ -183,4 +199,4 @@ grep -q FAIL fgood.out && fail "files restored with --eager reports: $(grep FAIL
 kill -9 "$(cat fgood.pid)"
 { wait "$rpid"; } 2>/dev/null || true
 
-echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage; --eager restores; the program dies with restart; a damaged image leaves files uncut"
+echo "PASS: $tried damaged images, plain and compressed, refused by restart and readckpt; --lazy kills on damage and on an image cut while loading; --eager restores; the program dies with restart; a damaged image leaves files uncut"
