@@ -237,7 +237,7 @@ func (l *loader) build(im *image.Image) error {
 			n += len(appendRunPieces(ps[n:n], g.start, &g.runs[j], g.first+int32(j)))
 		}
 	}
-	l.pend = &pending{ps: ps, left: len(ps), order: loadOrder(l.groups)}
+	l.pend = &pending{ps: ps, left: len(ps), order: append(hotChunks(im), loadOrder(l.groups)...)}
 	// Made here, while restart checks the image, rather than by serve
 	// when the program is about to run: faulting in fresh memory took
 	// 4-8 ms (package fresh).
@@ -247,6 +247,58 @@ func (l *loader) build(im *image.Image) error {
 	}
 	return nil
 }
+
+// hotChunks are the fault chunks the stub and each thread touch first, for
+// the loader to load before anything else (the stub takes a few
+// milliseconds before it lets the threads go): the library's restore
+// information; each thread's TLS, whose rseq area the kernel writes as
+// the stub recreates the thread; the code it resumes in, the library's
+// signal handler, and the signal return trampolines, which come back as
+// anonymous memory like every file mapping; and its stack from the resume
+// point up through the signal frame.  The first fault of a restored
+// bigheap then came 2-4 ms after the loader started serving instead of at
+// once, and its first line 1-2 ms sooner (medians of 30-40, alternating:
+// 27.0 ms against 28.1 for 512 MiB, 34.0 against 35.7 for 2 GiB).
+func hotChunks(im *image.Image) []span.Span {
+	threads := im.Threads
+	var hot []span.Span
+	seen := map[uint64]bool{}
+	add := func(addr uint64) {
+		c := addr &^ (faultChunk - 1)
+		if addr != 0 && !seen[c] {
+			seen[c] = true
+			hot = append(hot, span.Span{Start: c, End: c + faultChunk})
+		}
+	}
+	// The stub writes the library's restore information before it lets
+	// the threads go, and each of them counts itself in there.
+	add(uint64(im.Process.RestoreInfo))
+	for _, t := range threads {
+		add(uint64(t.RseqAddr))
+		add(uint64(t.FSBase))
+	}
+	for _, t := range threads {
+		add(t.RIP)
+	}
+	for _, a := range im.Process.Sigactions {
+		if a.Handler > 1 && a.Flags&saRestorer != 0 {
+			add(a.Restorer)
+		}
+	}
+	for _, t := range threads {
+		add(t.RSP)
+		add(t.RSP + stackHot)
+	}
+	return hot
+}
+
+// saRestorer is SA_RESTORER: the action returns through Restorer.
+const saRestorer = 0x04000000
+
+// stackHot is how far above the resume point a thread's stack is hot: the
+// handler's frame, the kernel's signal frame with the FPU state (about 3
+// KiB with AVX-512), and the frames the signal interrupted.
+const stackHot = 8 << 10
 
 // loadOrder is the order in which the loader loads areas in the
 // background: the smallest first (by the bytes it loads), so that the

@@ -195,3 +195,29 @@ func TestDropAnswered(t *testing.T) {
 		t.Errorf("dropAnswered(nil) = %#x", got)
 	}
 }
+
+// The restore information and each thread's TLS first, then the code
+// they resume in and return through, then their stacks, each fault chunk
+// once.
+func TestHotChunks(t *testing.T) {
+	const C = faultChunk
+	threads := []image.Thread{
+		{RIP: 0x7000_0460, RSP: 0x9000_f000, FSBase: 0x5000_06c0, RseqAddr: 0x5000_0660},
+		{RIP: 0x7000_0460, RSP: 0x8000_0440, FSBase: 0x6000_16c0},
+	}
+	im := &image.Image{Threads: threads}
+	im.Process.RestoreInfo = 0x7200_0100
+	im.Process.Sigactions[62] = image.Sigaction{Handler: 0x7000_1000, Flags: saRestorer, Restorer: 0x7100_0040}
+	im.Process.Sigactions[11] = image.Sigaction{Handler: 1} // SIG_IGN
+	var got []uint64
+	for _, s := range hotChunks(im) {
+		if s.End-s.Start != C || s.Start%C != 0 {
+			t.Errorf("chunk %#x-%#x", s.Start, s.End)
+		}
+		got = append(got, s.Start)
+	}
+	want := []uint64{0x7200_0000, 0x5000_0000, 0x6000_0000, 0x7000_0000, 0x7100_0000, 0x9000_0000, 0x9001_0000, 0x8000_0000}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("hotChunks = %#x, want %#x", got, want)
+	}
+}
