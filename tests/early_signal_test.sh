@@ -25,8 +25,10 @@ wait_for at_least '^ckpt: wrote' prog.err 1 || fail "no checkpoint"
 kill -9 "$pid"
 img=$(image_in prog.err)
 
-# started SIGNAL: start restart and send it SIGNAL once it has opened the
-# image, a few hundred milliseconds before the program can run.
+# started SIGNAL: start restart and send it SIGNAL while it checks the
+# image, a few hundred milliseconds before the program can run: 20 ms after
+# it opened it (reading the metadata of this image takes under 1 ms; the
+# signals are caught before the check starts).
 started() {
 	# Out of the page cache, the check takes long enough to be caught
 	# (from the cache it can take 20 ms, shorter than a poll).

@@ -180,19 +180,17 @@ func (o *Options) progressFrom(base, total uint64) func(done uint64) {
 // go to memory the loader serves is not gathered: it returns the image and
 // the parents' data for the loader to read where it is (chain), checked
 // as Load would unless --lazy (checked false), and a function that closes
-// the parents.  Where no loader can serve, it gathers.
-func loadToRun(path string, o *Options) (im *image.Image, fd int, chain *parentData, done func(), checked bool, err error) {
+// the parents.  Where no loader can serve, it gathers.  It calls decoded
+// once the image's metadata is read, before it reads any of its data.
+func loadToRun(path string, o *Options, decoded func()) (im *image.Image, fd int, chain *parentData, done func(), checked bool, err error) {
 	done = func() {}
-	if o.Eager {
-		im, fd, checked, err = load(path, o, true)
-		return im, fd, nil, done, checked, err
-	}
 	fd, im, h, err := openImage(path, o)
 	if err != nil {
 		return nil, -1, nil, done, false, err
 	}
 	phase("the image is decoded")
-	if len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) || !loaderServes() {
+	decoded()
+	if o.Eager || len(im.Parents) == 0 || len(im.Segments) > 0 || !parentsLoaded(im) || !loaderServes() {
 		im, fd, checked, err = loadOpened(path, fd, im, h, o, true)
 		return im, fd, nil, done, checked, err
 	}
@@ -405,10 +403,13 @@ func checkHost(im *image.Image) error {
 func Run(path string, o *Options) (int, error) {
 	relay := relaySignals()
 	defer relay.close()
-	if !o.Lazy {
-		relay.caught()
-	}
-	im, fd, chain, closeChain, checked, err := loadToRun(path, o)
+	// The metadata is read while the signals are being caught; the check
+	// of the data waits for them (see signalRelay).
+	im, fd, chain, closeChain, checked, err := loadToRun(path, o, func() {
+		if !o.Lazy {
+			relay.caught()
+		}
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -516,32 +517,33 @@ func Run(path string, o *Options) (int, error) {
 	if err := writeAll(argsFD, encodeArgs(im, &p, imageAt, files, epollRegs(im.Files), true)); err != nil {
 		return 0, err
 	}
-	attrFiles := make([]*os.File, next)
-	attrFiles[0], attrFiles[1], attrFiles[2] = os.Stdin, os.Stdout, os.Stderr
+	childFiles := make([]uintptr, next)
+	for at := range childFiles {
+		childFiles[at] = ^uintptr(0) // closed
+	}
+	childFiles[0], childFiles[1], childFiles[2] = 0, 1, 2
 	for at, ours := range child {
-		attrFiles[at] = os.NewFile(uintptr(ours), "restore-"+strconv.Itoa(at))
+		childFiles[at] = uintptr(ours)
 	}
 	applyProcessState(&im.Process, o.warn)
-	// Pdeathsig (below) fires when the thread that started the stub
-	// ends; Go ends a thread only when a goroutine locked to it returns.
+	// The stub dies with the thread that started it (Pdeathsig): if
+	// restart dies, so does everything it restored, which a program
+	// still being loaded (lazy.go) would otherwise read zeros where its
+	// pages are missing.  Go ends a thread only when a goroutine locked
+	// to it returns.
 	runtime.LockOSThread()
 	// The stub makes the user, PID and mount namespaces itself
 	// (linker/stub.c, ck_enter_namespaces): Go would fork without vfork
 	// to make them here.
-	proc, err := os.StartProcess("/proc/self/fd/"+strconv.Itoa(stubAt),
-		[]string{"ckpt-restore", strconv.Itoa(argsAt)},
-		&os.ProcAttr{Files: attrFiles, Env: []string{}, Sys: &syscall.SysProcAttr{
-			// If restart dies, so does everything it restored: a
-			// program still being loaded (lazy.go) would otherwise
-			// read zeros where its pages are missing.
-			Pdeathsig: syscall.SIGKILL,
-		}})
-	for at := range child {
-		attrFiles[at].Close()
+	proc, err := startStub("/proc/self/fd/"+strconv.Itoa(stubAt),
+		[]string{"ckpt-restore", strconv.Itoa(argsAt)}, childFiles)
+	for _, ours := range child {
+		unix.Close(ours)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("starting the restore stub: %w", err)
 	}
+	defer proc.close()
 	phase("the stub is started")
 	if fl != nil {
 		filling = true
@@ -550,27 +552,31 @@ func Run(path string, o *Options) (int, error) {
 	kept, sigs := relay.handOver()
 	var stubTakes sync.Once
 	forward := func(sig os.Signal) {
-		stubTakes.Do(func() { waitSignalTaken(proc.Pid, sig.(syscall.Signal)) })
-		proc.Signal(sig)
+		stubTakes.Do(func() { waitSignalTaken(proc.pid, sig.(syscall.Signal)) })
+		proc.signal(sig.(syscall.Signal))
 	}
 	for _, sig := range kept {
 		forward(sig)
 	}
 	if lz != nil {
-		lz.setKill(func() { proc.Kill() }) // the namespace's init dies with it, and everything in it
+		lz.setKill(func() { proc.signal(syscall.SIGKILL) }) // the namespace's init dies with it, and everything in it
 		lz.start()
 	}
 	if o.Started != nil {
 		go func() {
-			if pid, err := leaderPID(proc.Pid); err == nil {
+			if pid, err := leaderPID(proc.pid); err == nil {
 				o.Started(pid)
 			}
 		}()
 	}
-	done := make(chan *os.ProcessState, 1)
+	type ended struct {
+		ws  syscall.WaitStatus
+		err error
+	}
+	done := make(chan ended, 1)
 	go func() {
-		st, _ := proc.Wait()
-		done <- st
+		ws, err := proc.wait()
+		done <- ended{ws, err}
 	}()
 	for {
 		select {
@@ -593,13 +599,13 @@ func Run(path string, o *Options) (int, error) {
 					return 0, err
 				}
 			}
-			if st == nil {
-				return 1, fmt.Errorf("waiting for the restored process")
+			if st.err != nil {
+				return 1, fmt.Errorf("waiting for the restored process: %w", st.err)
 			}
-			if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return 128 + int(ws.Signal()), nil
+			if st.ws.Signaled() {
+				return 128 + int(st.ws.Signal()), nil
 			}
-			return st.ExitCode(), nil
+			return st.ws.ExitStatus(), nil
 		}
 	}
 }
