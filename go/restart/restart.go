@@ -527,7 +527,7 @@ func Run(path string, o *Options) (int, error) {
 	}
 	applyProcessState(&im.Process, o.warn)
 	// The stub dies with the thread that started it (Pdeathsig): if
-	// restart dies, so does everything it restored, which a program
+	// restart dies, so does everything it restored, since a program
 	// still being loaded (lazy.go) would otherwise read zeros where its
 	// pages are missing.  Go ends a thread only when a goroutine locked
 	// to it returns.
