@@ -45,12 +45,12 @@ func (p *stubProcess) signal(sig syscall.Signal) {
 
 // wait waits for the stub to end.
 func (p *stubProcess) wait() (syscall.WaitStatus, error) {
-	var ws syscall.WaitStatus
-	_, err := syscall.Wait4(p.pid, &ws, 0, nil)
-	for errors.Is(err, syscall.EINTR) {
-		_, err = syscall.Wait4(p.pid, &ws, 0, nil)
+	for {
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(p.pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+			return ws, err
+		}
 	}
-	return ws, err
 }
 
 // close closes the pidfd: after it, signal may not be called.
